@@ -6,6 +6,7 @@ setuptools.setup(
     version="0.1.0",
     description="Active inheritance in JAX/Flax: sample, score, select, fine-tune, profile.",
     packages=setuptools.find_packages(include=["ai_jax", "ai_jax.*"]),
+    package_data={"ai_jax": ["data/builtin/*.jsonl", "data/builtin/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=2",

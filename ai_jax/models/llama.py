@@ -1,0 +1,361 @@
+"""Flax (linen) port of the Llama family: RMSNorm, RoPE, grouped-query attention, SwiGLU.
+
+Parameters are a plain pytree (linen), so sampling and training stay pure functions of
+`params`. Layers are stacked along a leading `layers` axis and run with `nn.scan`: one
+compiled layer body instead of `num_layers` copies keeps compile time low on small CPUs.
+
+The KV cache is a dict of stacked arrays carried through the scan, updated in place with
+`dynamic_update_slice` (a scanned-input/scanned-output cache would copy the whole cache
+every decode step):
+  k_LBSKH, v_LBSKH: keys/values for every layer, cache slot and kv head.
+  mask_BS:          which cache slots hold real (non-padding) tokens.
+Queries attend to slots that are real and not in their future (by slot index), so
+left-padded prompts, prefill and one-token decode steps all share one code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rms_norm_eps: float = 1e-5
+  rope_theta: float = 10000.0
+  # None, "linear" or "llama3" (Hugging Face `rope_scaling` semantics).
+  rope_scaling_type: str | None = None
+  rope_scaling_factor: float = 1.0
+  rope_low_freq_factor: float = 1.0
+  rope_high_freq_factor: float = 4.0
+  rope_original_max_position: int = 8192
+  max_position_embeddings: int = 2048
+  tie_word_embeddings: bool = True
+  # Activation/matmul dtype; parameters keep their own dtype and are cast per matmul.
+  dtype: str = "float32"
+  bos_token_id: int | None = None
+  eos_token_id: int | None = None
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  def replace(self, **kwargs) -> "LlamaConfig":
+    return dataclasses.replace(self, **kwargs)
+
+  @classmethod
+  def from_hf_config(cls, hf: dict[str, Any], dtype: str = "float32") -> "LlamaConfig":
+    """Builds a config from a Hugging Face `config.json` dict (Llama naming)."""
+    model_type = hf.get("model_type", "llama")
+    if model_type not in ("llama", "mistral", "smollm", "smollm2"):
+      raise ValueError(
+          f"config.json has model_type={model_type!r}; ai_jax's Llama port handles "
+          "model_type 'llama' (and Llama-compatible checkpoints). Convert the checkpoint "
+          "or add a port under ai_jax/models/.")
+    if hf.get("attention_bias") or hf.get("mlp_bias"):
+      raise ValueError("config.json sets attention_bias/mlp_bias; the Llama port has no "
+                       "bias terms yet.")
+    if hf.get("hidden_act", "silu") != "silu":
+      raise ValueError(f"hidden_act={hf['hidden_act']!r} is not supported (Llama uses silu).")
+    heads = int(hf["num_attention_heads"])
+    hidden = int(hf["hidden_size"])
+    scaling = hf.get("rope_scaling") or None
+    kwargs: dict[str, Any] = {}
+    if scaling:
+      kind = scaling.get("rope_type", scaling.get("type"))
+      if kind in (None, "default"):
+        pass
+      elif kind == "linear":
+        kwargs.update(rope_scaling_type="linear", rope_scaling_factor=float(scaling["factor"]))
+      elif kind == "llama3":
+        kwargs.update(
+            rope_scaling_type="llama3",
+            rope_scaling_factor=float(scaling["factor"]),
+            rope_low_freq_factor=float(scaling.get("low_freq_factor", 1.0)),
+            rope_high_freq_factor=float(scaling.get("high_freq_factor", 4.0)),
+            rope_original_max_position=int(
+                scaling.get("original_max_position_embeddings", 8192)))
+      else:
+        raise ValueError(f"rope_scaling type {kind!r} is not supported; supported: "
+                         "default, linear, llama3.")
+    rope_theta = hf.get("rope_theta")
+    if rope_theta is None:  # transformers v5 moved theta into rope_parameters.
+      rope_theta = (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    eos = hf.get("eos_token_id")
+    if isinstance(eos, (list, tuple)):
+      eos = eos[0] if eos else None
+    return cls(
+        vocab_size=int(hf["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(hf["intermediate_size"]),
+        num_layers=int(hf["num_hidden_layers"]),
+        num_heads=heads,
+        num_kv_heads=int(hf.get("num_key_value_heads") or heads),
+        head_dim=int(hf.get("head_dim") or hidden // heads),
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
+        rope_theta=float(rope_theta),
+        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        dtype=dtype,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=eos,
+        **kwargs)
+
+  def to_hf_config(self) -> dict[str, Any]:
+    """The `config.json` that transformers' LlamaForCausalLM loads."""
+    scaling = None
+    if self.rope_scaling_type == "linear":
+      scaling = {"rope_type": "linear", "factor": self.rope_scaling_factor}
+    elif self.rope_scaling_type == "llama3":
+      scaling = {"rope_type": "llama3", "factor": self.rope_scaling_factor,
+                 "low_freq_factor": self.rope_low_freq_factor,
+                 "high_freq_factor": self.rope_high_freq_factor,
+                 "original_max_position_embeddings": self.rope_original_max_position}
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": self.vocab_size,
+        "hidden_size": self.hidden_size,
+        "intermediate_size": self.intermediate_size,
+        "num_hidden_layers": self.num_layers,
+        "num_attention_heads": self.num_heads,
+        "num_key_value_heads": self.num_kv_heads,
+        "head_dim": self.head_dim,
+        "rms_norm_eps": self.rms_norm_eps,
+        "rope_theta": self.rope_theta,
+        "rope_scaling": scaling,
+        "max_position_embeddings": self.max_position_embeddings,
+        "tie_word_embeddings": self.tie_word_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": self.bos_token_id,
+        "eos_token_id": self.eos_token_id,
+        "torch_dtype": "float32",
+    }
+
+
+def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
+  """Inverse frequencies, including linear / llama3 scaling (as transformers computes them)."""
+  hd = config.head_dim
+  inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+  if config.rope_scaling_type == "linear":
+    inv_freq = inv_freq / config.rope_scaling_factor
+  elif config.rope_scaling_type == "llama3":
+    factor = config.rope_scaling_factor
+    old_len = config.rope_original_max_position
+    low_wavelen = old_len / config.rope_low_freq_factor
+    high_wavelen = old_len / config.rope_high_freq_factor
+    wavelen = 2 * np.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - config.rope_low_freq_factor) / (
+        config.rope_high_freq_factor - config.rope_low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    inv_freq = np.where(is_medium, smoothed, scaled)
+  return inv_freq.astype(np.float32)
+
+
+def apply_rope(x_BTNH: Array, positions_BT: Array, inv_freq_F: np.ndarray) -> Array:
+  """Rotary embedding in Hugging Face's rotate-half layout (GGUF weights are un-permuted)."""
+  angles_BTF = positions_BT[..., None].astype(jnp.float32) * inv_freq_F
+  cos = jnp.cos(angles_BTF)[:, :, None, :]
+  sin = jnp.sin(angles_BTF)[:, :, None, :]
+  x = x_BTNH.astype(jnp.float32)
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BTNH.dtype)
+
+
+def _param(module: nn.Module, name: str, shape, axes, init=None):
+  init = init or nn.initializers.normal(stddev=0.02)
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
+
+
+class RMSNorm(nn.Module):
+  eps: float
+
+  @nn.compact
+  def __call__(self, x):
+    scale_D = _param(self, "scale", (x.shape[-1],), ("embed",), nn.initializers.ones)
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (scale_D.astype(jnp.float32) * normed).astype(x.dtype)
+
+
+class Attention(nn.Module):
+  config: LlamaConfig
+
+  @nn.compact
+  def __call__(self, x_BTD, positions_BT, cache_k_LBSKH, cache_v_LBSKH, layer, key_mask_BS,
+               query_slots_T, write_index):
+    cfg = self.config
+    dt = cfg.compute_dtype
+    D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    q_DNH = _param(self, "q_proj", (D, N, H), ("embed", "heads", "head_dim"))
+    k_DKH = _param(self, "k_proj", (D, K, H), ("embed", "kv_heads", "head_dim"))
+    v_DKH = _param(self, "v_proj", (D, K, H), ("embed", "kv_heads", "head_dim"))
+    o_NHD = _param(self, "o_proj", (N, H, D), ("heads", "head_dim", "embed"))
+
+    inv_freq = rope_inv_freq(cfg)
+    q_BTNH = apply_rope(jnp.einsum("btd,dnh->btnh", x_BTD, q_DNH.astype(dt)), positions_BT,
+                        inv_freq)
+    k_BTKH = apply_rope(jnp.einsum("btd,dkh->btkh", x_BTD, k_DKH.astype(dt)), positions_BT,
+                        inv_freq)
+    v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, v_DKH.astype(dt))
+
+    if cache_k_LBSKH is None:  # Plain forward: attend within the given tokens only.
+      keys_BSKH, values_BSKH = k_BTKH, v_BTKH
+    else:
+      # Write only the new entries into the stacked cache, then read this layer's view:
+      # slicing the layer out, updating it and writing it back would copy it twice.
+      start = (layer, 0, write_index, 0, 0)
+      cache_k_LBSKH = jax.lax.dynamic_update_slice(
+          cache_k_LBSKH, k_BTKH[None].astype(cache_k_LBSKH.dtype), start)
+      cache_v_LBSKH = jax.lax.dynamic_update_slice(
+          cache_v_LBSKH, v_BTKH[None].astype(cache_v_LBSKH.dtype), start)
+      keys_BSKH = jax.lax.dynamic_index_in_dim(cache_k_LBSKH, layer, keepdims=False)
+      values_BSKH = jax.lax.dynamic_index_in_dim(cache_v_LBSKH, layer, keepdims=False)
+
+    B, T = x_BTD.shape[:2]
+    S = keys_BSKH.shape[1]
+    q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
+    scores_BKGTS = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, keys_BSKH.astype(dt),
+                              preferred_element_type=jnp.float32) / np.sqrt(H).astype(np.float32)
+    causal_TS = jnp.arange(S)[None, :] <= query_slots_T[:, None]
+    allowed_BTS = causal_TS[None] & key_mask_BS[:, None, :]
+    scores_BKGTS = jnp.where(allowed_BTS[:, None, None], scores_BKGTS, -1e30)
+    probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
+    out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
+    out_BTD = jnp.einsum("btnh,nhd->btd", out_BTKGH.reshape(B, T, N, H), o_NHD.astype(dt))
+    return out_BTD, cache_k_LBSKH, cache_v_LBSKH
+
+
+class MLP(nn.Module):
+  config: LlamaConfig
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    cfg = self.config
+    dt = cfg.compute_dtype
+    D, F = cfg.hidden_size, cfg.intermediate_size
+    gate_DF = _param(self, "gate_proj", (D, F), ("embed", "mlp"))
+    up_DF = _param(self, "up_proj", (D, F), ("embed", "mlp"))
+    down_FD = _param(self, "down_proj", (F, D), ("mlp", "embed"))
+    gate_BTF = jnp.einsum("btd,df->btf", x_BTD, gate_DF.astype(dt))
+    up_BTF = jnp.einsum("btd,df->btf", x_BTD, up_DF.astype(dt))
+    return jnp.einsum("btf,fd->btd", jax.nn.silu(gate_BTF) * up_BTF, down_FD.astype(dt))
+
+
+class Block(nn.Module):
+  """One decoder layer; its carry holds the whole stacked cache (see module docstring)."""
+  config: LlamaConfig
+
+  @nn.compact
+  def __call__(self, carry, positions_BT, key_mask_BS, query_slots_T, write_index):
+    x_BTD, cache_k_LBSKH, cache_v_LBSKH, layer = carry
+    eps = self.config.rms_norm_eps
+    h_BTD = RMSNorm(eps, name="attn_norm")(x_BTD)
+    attn_BTD, cache_k_LBSKH, cache_v_LBSKH = Attention(self.config, name="attn")(
+        h_BTD, positions_BT, cache_k_LBSKH, cache_v_LBSKH, layer, key_mask_BS, query_slots_T,
+        write_index)
+    x_BTD = x_BTD + attn_BTD
+    x_BTD = x_BTD + MLP(self.config, name="mlp")(RMSNorm(eps, name="mlp_norm")(x_BTD))
+    return (x_BTD, cache_k_LBSKH, cache_v_LBSKH, layer + 1), None
+
+
+def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
+  """An empty KV cache with `max_len` slots per sequence."""
+  dtype = dtype or config.compute_dtype
+  shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+  return {"k_LBSKH": jnp.zeros(shape, dtype), "v_LBSKH": jnp.zeros(shape, dtype),
+          "mask_BS": jnp.zeros((batch, max_len), bool)}
+
+
+class Llama(nn.Module):
+  """`__call__(tokens_BT, positions_BT, input_mask_BT, cache, write_index) -> (logits, cache)`.
+
+  Without a cache, attention is causal over the T given tokens (training, scoring). With a
+  cache, the T tokens are written at slots [write_index, write_index + T) and attend to
+  every earlier real slot. `last_only` returns logits for the final position only, which
+  is all a sampler needs after prefill (the full [B, T, V] logits dominate prefill cost).
+  """
+  config: LlamaConfig
+
+  @nn.compact
+  def __call__(self, tokens_BT, positions_BT, input_mask_BT=None, cache=None,
+               write_index=0, last_only: bool = False):
+    cfg = self.config
+    dt = cfg.compute_dtype
+    B, T = tokens_BT.shape
+    if input_mask_BT is None:
+      input_mask_BT = jnp.ones((B, T), bool)
+    embed_VD = _param(self, "embed", (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"))
+    x_BTD = jnp.take(embed_VD, tokens_BT, axis=0).astype(dt)
+
+    if cache is None:
+      key_mask_BS = input_mask_BT
+      query_slots_T = jnp.arange(T)
+      cache_k = cache_v = None
+    else:
+      key_mask_BS = jax.lax.dynamic_update_slice_in_dim(
+          cache["mask_BS"], input_mask_BT, write_index, axis=1)
+      query_slots_T = write_index + jnp.arange(T)
+      cache_k, cache_v = cache["k_LBSKH"], cache["v_LBSKH"]
+
+    blocks = nn.scan(
+        Block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+        length=cfg.num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )(cfg, name="layers")
+    (x_BTD, cache_k, cache_v, _), _ = blocks(
+        (x_BTD, cache_k, cache_v, jnp.int32(0)), positions_BT, key_mask_BS, query_slots_T,
+        write_index)
+
+    if last_only:
+      x_BTD = x_BTD[:, -1:]
+    x_BTD = RMSNorm(cfg.rms_norm_eps, name="final_norm")(x_BTD)
+    if cfg.tie_word_embeddings:
+      logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, embed_VD.astype(dt),
+                              preferred_element_type=jnp.float32)
+    else:
+      head_DV = _param(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"))
+      logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV.astype(dt),
+                              preferred_element_type=jnp.float32)
+    new_cache = None if cache is None else {"k_LBSKH": cache_k, "v_LBSKH": cache_v,
+                                            "mask_BS": key_mask_BS}
+    return logits_BTV, new_cache
+
+
+def init_params(config: LlamaConfig, seed: int = 0):
+  """Random parameters (unboxed), for tests and benchmarks of configs without weights."""
+  model = Llama(config)
+  tokens = jnp.zeros((1, 4), jnp.int32)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(seed), tokens, jnp.zeros((1, 4), jnp.int32))
+  return nn.meta.unbox(variables["params"])
+
+
+def logical_axes(config: LlamaConfig):
+  """Pytree of logical axis-name tuples, same structure as the params."""
+  model = Llama(config)
+  abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32),
+                            jnp.zeros((1, 4), jnp.int32))
+  return jax.tree.map(lambda p: tuple(p.names), abstract["params"],
+                      is_leaf=lambda x: isinstance(x, nn.Partitioned))

@@ -1,0 +1,124 @@
+"""The jitted part of sampling: prefill each prompt once, repeat its cache k times, decode.
+
+Shapes: B prompts per batch, K samples per prompt, R = B * K rows, T bucketed prompt
+length (left-padded), N max new tokens, S = T + N cache slots, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from ai_jax.models import llama
+from ai_jax.sharding import mesh as mesh_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSpec:
+  num_samples: int            # K
+  max_new_tokens: int         # N
+  stop_ids: tuple[int, ...]
+  pad_id: int
+
+
+@flax.struct.dataclass
+class DecodeState:
+  step: jax.Array               # scalar int32
+  logits_RV: jax.Array          # next-token logits per row
+  cache: dict[str, jax.Array]
+  tokens_RN: jax.Array
+  num_tokens_R: jax.Array       # generated tokens, not counting a stop token
+  stopped_R: jax.Array          # row emitted a stop token
+
+
+def row_keys(seed, prompt_hash_B, num_samples: int):
+  """Per-row PRNG keys from (seed, prompt_id hash, sample_index): batch-independent."""
+  base = jax.random.PRNGKey(seed)
+  sample_idx_K = jnp.arange(num_samples, dtype=jnp.uint32)
+  per_prompt = jax.vmap(lambda h: jax.random.fold_in(base, h))(prompt_hash_B)
+  per_row = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(sample_idx_K))(
+      per_prompt)
+  return per_row.reshape(-1, per_row.shape[-1])
+
+
+def _constrain(tree, axes_tree, mesh: Mesh | None):
+  if mesh is None:
+    return tree
+  return jax.lax.with_sharding_constraint(
+      tree, mesh_lib.tree_shardings(axes_tree, tree, mesh))
+
+
+def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.LlamaConfig,
+             spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
+  """Samples K continuations of each of B left-padded prompts; returns arrays per row."""
+  model = llama.Llama(config)
+  B, T = tokens_BT.shape
+  K, N = spec.num_samples, spec.max_new_tokens
+  R = B * K
+  prompt_len_B = jnp.sum(mask_BT, axis=-1).astype(jnp.int32)
+  positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
+
+  cache = _constrain(llama.init_cache(config, B, T + N), mesh_lib.cache_axes(), mesh)
+  logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
+                                  cache=cache, write_index=0, last_only=True)
+  # One prefill per prompt; its K samples share copies of the cache.
+  cache = {"k_LBSKH": jnp.repeat(cache["k_LBSKH"], K, axis=1),
+           "v_LBSKH": jnp.repeat(cache["v_LBSKH"], K, axis=1),
+           "mask_BS": jnp.repeat(cache["mask_BS"], K, axis=0)}
+  cache = _constrain(cache, mesh_lib.cache_axes(), mesh)
+  logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
+  prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
+  keys_R2 = row_keys(seed, prompt_hash_B, K)
+  stop_ids = jnp.asarray(spec.stop_ids, jnp.int32)
+
+  def cond(state: DecodeState):
+    return (state.step < N) & ~jnp.all(state.stopped_R)
+
+  def body(state: DecodeState):
+    token_R = strategy(state.logits_RV, keys_R2, state.step)
+    token_R = jnp.where(state.stopped_R, spec.pad_id, token_R)
+    is_stop_R = jnp.isin(token_R, stop_ids) & ~state.stopped_R
+    tokens_RN = jax.lax.dynamic_update_index_in_dim(state.tokens_RN, token_R, state.step, 1)
+    num_tokens_R = state.num_tokens_R + (~state.stopped_R & ~is_stop_R).astype(jnp.int32)
+    stopped_R = state.stopped_R | is_stop_R
+    logits_R1V, cache = model.apply(
+        {"params": params}, token_R[:, None], (prompt_len_R + state.step)[:, None],
+        jnp.ones((R, 1), bool), cache=state.cache, write_index=T + state.step)
+    return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
+                       tokens_RN=tokens_RN, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
+
+  init = DecodeState(step=jnp.int32(0), logits_RV=logits_RV, cache=cache,
+                     tokens_RN=jnp.full((R, N), spec.pad_id, jnp.int32),
+                     num_tokens_R=jnp.zeros((R,), jnp.int32),
+                     stopped_R=jnp.zeros((R,), bool))
+  final = jax.lax.while_loop(cond, body, init)
+  return {"tokens_RN": final.tokens_RN, "num_tokens_R": final.num_tokens_R,
+          "stopped_R": final.stopped_R, "prompt_len_B": prompt_len_B}
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_generate(config: llama.LlamaConfig, spec: DecodeSpec, strategy,
+                      mesh: Mesh | None):
+  """One jitted generate per (config, spec, strategy, mesh); shapes add their own entries."""
+  fn = functools.partial(generate, config=config, spec=spec, strategy=strategy, mesh=mesh)
+  if mesh is None:
+    return jax.jit(fn)
+  batch = mesh_lib.batch_sharding(mesh, 2)
+  vec = mesh_lib.batch_sharding(mesh, 1)
+  out = {"tokens_RN": batch, "num_tokens_R": vec, "stopped_R": vec, "prompt_len_B": vec}
+  return jax.jit(fn, in_shardings=(None, batch, batch, vec, mesh_lib.replicated(mesh)),
+                 out_shardings=out)
+
+
+def forward_logits(params, tokens_BT, *, config: llama.LlamaConfig, mask_BT=None):
+  """Full causal forward (no cache) -> logits_BTV; for scoring and parity tests."""
+  B, T = tokens_BT.shape
+  positions_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+  logits, _ = llama.Llama(config).apply({"params": params}, tokens_BT, positions_BT, mask_BT)
+  return logits

@@ -1,0 +1,48 @@
+"""Sampling k completions per prompt from a teacher.
+
+  python -m ai_jax.sample --config configs/sample.py:smoke --workdir /tmp/run
+  python -m ai_jax.sample --config configs/sample.py --workdir /tmp/run --config.sampling.k=4
+
+Args: "" (default: k=10 for the 36 built-in prompts), "smoke" (seconds; tests and CI).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = arg or "default"
+  if arg not in ("default", "smoke"):
+    raise ValueError(f"configs/sample.py takes '' or 'smoke', got {arg!r}")
+  c = ml_collections.ConfigDict()
+
+  c.model = ml_collections.ConfigDict()
+  c.model.path = ""            # "" = embedded SmolLM2-135M-Instruct; or a .gguf / HF dir
+  c.model.dtype = "float32"    # compute dtype: "float32" or "bfloat16"
+  c.mesh_shape = (-1, 1)       # (data, model); -1 = all remaining devices
+
+  c.prompts = ml_collections.ConfigDict()
+  c.prompts.path = "builtin:default_prompts"
+  c.prompts.limit = 0          # 0 = all prompts in the file
+
+  c.sampling = ml_collections.ConfigDict()
+  c.sampling.k = 10
+  c.sampling.max_new_tokens = 256
+  c.sampling.temperature = 1.0  # 0 = greedy
+  c.sampling.top_k = 0          # 0 = off
+  c.sampling.top_p = 1.0        # 1.0 = off
+  c.sampling.seed = 0
+  c.sampling.batch_size = 8     # prompts per batch; rows per batch = batch_size * k
+  c.sampling.min_prompt_bucket = 32
+  c.sampling.too_long = "error"  # "error" | "truncate" | "skip"
+  c.sampling.chat_template = True
+
+  c.output = ml_collections.ConfigDict()
+  c.output.records_per_shard = 1000
+
+  if arg == "smoke":
+    c.prompts.limit = 4
+    c.sampling.k = 2
+    c.sampling.max_new_tokens = 8
+    c.sampling.batch_size = 4
+    c.output.records_per_shard = 4
+  return c
