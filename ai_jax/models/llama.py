@@ -4,11 +4,10 @@ Parameters are a plain pytree (linen), so sampling and training stay pure functi
 `params`. Layers are stacked along a leading `layers` axis and run with `nn.scan`: one
 compiled layer body instead of `num_layers` copies keeps compile time low on small CPUs.
 
-The KV cache is a dict of stacked arrays carried through the scan, updated in place with
-`dynamic_update_slice` (a scanned-input/scanned-output cache would copy the whole cache
-every decode step):
-  k_LBSKH, v_LBSKH: keys/values for every layer, cache slot and kv head.
-  mask_BS:          which cache slots hold real (non-padding) tokens.
+With a KV cache (prefill and decode) the same stacked params run in an unrolled layer
+loop, so that each layer's cache is a separate buffer updated in place:
+  k_BSKH, v_BSKH: tuples with one [batch, slot, kv head, head dim] array per layer.
+  mask_BS:        which cache slots hold real (non-padding) tokens.
 Queries attend to slots that are real and not in their future (by slot index), so
 left-padded prompts, prefill and one-token decode steps all share one code path.
 """
@@ -201,7 +200,7 @@ class Attention(nn.Module):
   config: LlamaConfig
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, cache_k_LBSKH, cache_v_LBSKH, layer, key_mask_BS,
+  def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
                query_slots_T, write_index):
     cfg = self.config
     dt = cfg.compute_dtype
@@ -218,18 +217,13 @@ class Attention(nn.Module):
                         inv_freq)
     v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, v_DKH.astype(dt))
 
-    if cache_k_LBSKH is None:  # Plain forward: attend within the given tokens only.
+    if cache_k_BSKH is None:  # Plain forward: attend within the given tokens only.
       keys_BSKH, values_BSKH = k_BTKH, v_BTKH
     else:
-      # Write only the new entries into the stacked cache, then read this layer's view:
-      # slicing the layer out, updating it and writing it back would copy it twice.
-      start = (layer, 0, write_index, 0, 0)
-      cache_k_LBSKH = jax.lax.dynamic_update_slice(
-          cache_k_LBSKH, k_BTKH[None].astype(cache_k_LBSKH.dtype), start)
-      cache_v_LBSKH = jax.lax.dynamic_update_slice(
-          cache_v_LBSKH, v_BTKH[None].astype(cache_v_LBSKH.dtype), start)
-      keys_BSKH = jax.lax.dynamic_index_in_dim(cache_k_LBSKH, layer, keepdims=False)
-      values_BSKH = jax.lax.dynamic_index_in_dim(cache_v_LBSKH, layer, keepdims=False)
+      keys_BSKH = jax.lax.dynamic_update_slice_in_dim(
+          cache_k_BSKH, k_BTKH.astype(cache_k_BSKH.dtype), write_index, axis=1)
+      values_BSKH = jax.lax.dynamic_update_slice_in_dim(
+          cache_v_BSKH, v_BTKH.astype(cache_v_BSKH.dtype), write_index, axis=1)
 
     B, T = x_BTD.shape[:2]
     S = keys_BSKH.shape[1]
@@ -242,7 +236,9 @@ class Attention(nn.Module):
     probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
     out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
     out_BTD = jnp.einsum("btnh,nhd->btd", out_BTKGH.reshape(B, T, N, H), o_NHD.astype(dt))
-    return out_BTD, cache_k_LBSKH, cache_v_LBSKH
+    if cache_k_BSKH is None:
+      return out_BTD, None, None
+    return out_BTD, keys_BSKH, values_BSKH
 
 
 class MLP(nn.Module):
@@ -262,27 +258,36 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-  """One decoder layer; its carry holds the whole stacked cache (see module docstring)."""
+  """One decoder layer: `(x, cache_k, cache_v) -> (x, cache_k, cache_v)`."""
   config: LlamaConfig
 
   @nn.compact
-  def __call__(self, carry, positions_BT, key_mask_BS, query_slots_T, write_index):
-    x_BTD, cache_k_LBSKH, cache_v_LBSKH, layer = carry
+  def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
+               query_slots_T, write_index):
     eps = self.config.rms_norm_eps
-    h_BTD = RMSNorm(eps, name="attn_norm")(x_BTD)
-    attn_BTD, cache_k_LBSKH, cache_v_LBSKH = Attention(self.config, name="attn")(
-        h_BTD, positions_BT, cache_k_LBSKH, cache_v_LBSKH, layer, key_mask_BS, query_slots_T,
-        write_index)
+    attn_BTD, cache_k_BSKH, cache_v_BSKH = Attention(self.config, name="attn")(
+        RMSNorm(eps, name="attn_norm")(x_BTD), positions_BT, cache_k_BSKH, cache_v_BSKH,
+        key_mask_BS, query_slots_T, write_index)
     x_BTD = x_BTD + attn_BTD
     x_BTD = x_BTD + MLP(self.config, name="mlp")(RMSNorm(eps, name="mlp_norm")(x_BTD))
-    return (x_BTD, cache_k_LBSKH, cache_v_LBSKH, layer + 1), None
+    return x_BTD, cache_k_BSKH, cache_v_BSKH
 
 
-def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
-  """An empty KV cache with `max_len` slots per sequence."""
+class _ScanBlock(Block):
+  """Block in `nn.scan` form (carry = activations) for the cache-free path."""
+
+  def __call__(self, x_BTD, positions_BT, key_mask_BS, query_slots_T):
+    x_BTD, _, _ = super().__call__(x_BTD, positions_BT, None, None, key_mask_BS,
+                                   query_slots_T, 0)
+    return x_BTD, None
+
+
+def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype=None) -> dict[str, Any]:
+  """An empty KV cache with `max_len` slots per sequence: one buffer per layer."""
   dtype = dtype or config.compute_dtype
-  shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
-  return {"k_LBSKH": jnp.zeros(shape, dtype), "v_LBSKH": jnp.zeros(shape, dtype),
+  shape = (batch, max_len, config.num_kv_heads, config.head_dim)
+  return {"k_BSKH": tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)),
+          "v_BSKH": tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)),
           "mask_BS": jnp.zeros((batch, max_len), bool)}
 
 
@@ -307,27 +312,34 @@ class Llama(nn.Module):
     embed_VD = _param(self, "embed", (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"))
     x_BTD = jnp.take(embed_VD, tokens_BT, axis=0).astype(dt)
 
-    if cache is None:
-      key_mask_BS = input_mask_BT
-      query_slots_T = jnp.arange(T)
-      cache_k = cache_v = None
-    else:
-      key_mask_BS = jax.lax.dynamic_update_slice_in_dim(
-          cache["mask_BS"], input_mask_BT, write_index, axis=1)
-      query_slots_T = write_index + jnp.arange(T)
-      cache_k, cache_v = cache["k_LBSKH"], cache["v_LBSKH"]
-
     blocks = nn.scan(
-        Block,
+        _ScanBlock,
         variable_axes={"params": 0},
         split_rngs={"params": True},
-        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
         length=cfg.num_layers,
         metadata_params={nn.PARTITION_NAME: "layers"},
     )(cfg, name="layers")
-    (x_BTD, cache_k, cache_v, _), _ = blocks(
-        (x_BTD, cache_k, cache_v, jnp.int32(0)), positions_BT, key_mask_BS, query_slots_T,
-        write_index)
+    new_cache = None
+    if cache is None or self.is_initializing():
+      x_BTD, _ = blocks(x_BTD, positions_BT, input_mask_BT, jnp.arange(T))
+    else:
+      # With a cache the layers run unrolled on the same stacked params: each layer's
+      # cache is then its own buffer, updated in place inside the decode loop (a scan
+      # carrying all layers' caches copies them at every step).
+      key_mask_BS = jax.lax.dynamic_update_slice_in_dim(
+          cache["mask_BS"], input_mask_BT, write_index, axis=1)
+      query_slots_T = write_index + jnp.arange(T)
+      stacked = self.variables["params"]["layers"]
+      new_k, new_v = [], []
+      for i in range(cfg.num_layers):
+        layer_params = jax.tree.map(lambda w: w[i], stacked)
+        x_BTD, k_i, v_i = Block(cfg).apply(
+            {"params": layer_params}, x_BTD, positions_BT, cache["k_BSKH"][i],
+            cache["v_BSKH"][i], key_mask_BS, query_slots_T, write_index)
+        new_k.append(k_i)
+        new_v.append(v_i)
+      new_cache = {"k_BSKH": tuple(new_k), "v_BSKH": tuple(new_v), "mask_BS": key_mask_BS}
 
     if last_only:
       x_BTD = x_BTD[:, -1:]
@@ -339,8 +351,6 @@ class Llama(nn.Module):
       head_DV = _param(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"))
       logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV.astype(dt),
                               preferred_element_type=jnp.float32)
-    new_cache = None if cache is None else {"k_LBSKH": cache_k, "v_LBSKH": cache_v,
-                                            "mask_BS": key_mask_BS}
     return logits_BTV, new_cache
 
 

@@ -64,14 +64,13 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.L
   prompt_len_B = jnp.sum(mask_BT, axis=-1).astype(jnp.int32)
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
 
-  cache = _constrain(llama.init_cache(config, B, T + N), mesh_lib.cache_axes(), mesh)
+  cache_axes = mesh_lib.cache_axes(config.num_layers)
+  cache = _constrain(llama.init_cache(config, B, T + N), cache_axes, mesh)
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
   # One prefill per prompt; its K samples share copies of the cache.
-  cache = {"k_LBSKH": jnp.repeat(cache["k_LBSKH"], K, axis=1),
-           "v_LBSKH": jnp.repeat(cache["v_LBSKH"], K, axis=1),
-           "mask_BS": jnp.repeat(cache["mask_BS"], K, axis=0)}
-  cache = _constrain(cache, mesh_lib.cache_axes(), mesh)
+  cache = jax.tree.map(lambda x: jnp.repeat(x, K, axis=0), cache)
+  cache = _constrain(cache, cache_axes, mesh)
   logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
   prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
   keys_R2 = row_keys(seed, prompt_hash_B, K)

@@ -83,9 +83,9 @@ def tree_shardings(axes_tree, shapes_tree, mesh: Mesh, rules=SAMPLING_RULES):
       axes_tree, shapes_tree, is_leaf=is_axes)
 
 
-def cache_axes():
-  return {"k_LBSKH": ("layers", "batch", "cache_seq", "kv_heads", "head_dim"),
-          "v_LBSKH": ("layers", "batch", "cache_seq", "kv_heads", "head_dim"),
+def cache_axes(num_layers: int):
+  kv = ("batch", "cache_seq", "kv_heads", "head_dim")
+  return {"k_BSKH": (kv,) * num_layers, "v_BSKH": (kv,) * num_layers,
           "mask_BS": ("batch", "cache_seq")}
 
 

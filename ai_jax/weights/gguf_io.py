@@ -1,0 +1,281 @@
+"""GGUF (llama.cpp) files -> Hugging Face-named numpy state dicts and configs.
+
+Everything downstream of this module (convert.py, the models) speaks Hugging Face: tensor
+names, [out_features, in_features] layout, rotate_half RoPE. So this is the one place that
+knows llama.cpp's conventions, and it undoes all of them:
+
+* names: `blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`, etc.
+* layout: GGUF lists dims fastest-first (ne0 = in_features), so GGUFReader's row-major
+  view of the data is already HF's [out, in]; we only check it.
+* RoPE: llama.cpp's converter permutes the rows of q_proj/k_proj so that GGML's interleaved
+  (GPT-J style) RoPE matches HF's rotate_half; `unpermute_qk` puts them back.
+* quantisation: blocks are dequantised with gguf-py's reference numpy code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import gguf
+import numpy as np
+
+from ai_jax.weights.errors import WeightsError
+
+_T = gguf.GGMLQuantizationType
+# Types we dequantise (via gguf.quants, except F64 which it lacks). Integer tensor types
+# and the IQ*/TQ* codebook formats are refused rather than trusted untested.
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "F64", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK_NAMES = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_BLOCK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
+_NO_BIAS = ("attn_norm", "ffn_norm")
+_REQUIRED = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class GGUFContents:
+  """A GGUF file translated to Hugging Face terms.
+
+  metadata: every GGUF key/value as plain Python values (tokenizer arrays included).
+  hf_config: a LlamaConfig-style dict; `transformers.LlamaConfig(**hf_config)` accepts it.
+  state_dict: HF tensor name -> np.ndarray in HF layout (no lm_head when embeddings are tied).
+  """
+  path: str
+  metadata: dict
+  hf_config: dict
+  state_dict: dict
+
+
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+  """HF rotate_half rows -> llama.cpp interleaved rows (what convert_hf_to_gguf.py does).
+
+  Within each head the HF rows are [first half | second half]; llama.cpp wants the pairs
+  (i, i + half) adjacent. Works for weights [n_head * head_dim, in] and 1-D biases.
+  """
+  head_rows = _head_rows(w, n_head)
+  return (w.reshape(n_head, 2, head_rows // 2, *w.shape[1:])
+          .swapaxes(1, 2).reshape(w.shape))
+
+
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+  """Inverse of `permute_qk`: llama.cpp interleaved rows -> HF rotate_half rows."""
+  head_rows = _head_rows(w, n_head)
+  return (w.reshape(n_head, head_rows // 2, 2, *w.shape[1:])
+          .swapaxes(1, 2).reshape(w.shape))
+
+
+def _head_rows(w: np.ndarray, n_head: int) -> int:
+  if n_head <= 0 or w.shape[0] % (2 * n_head):
+    raise WeightsError(f"cannot split {w.shape[0]} rows into {n_head} heads of even size "
+                       "(q/k RoPE permutation needs head_dim divisible by 2)")
+  return w.shape[0] // n_head
+
+
+def _open(path) -> gguf.GGUFReader:
+  """GGUFReader with its assorted exceptions turned into one clear WeightsError."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"GGUF file not found: {path}")
+  if os.path.isdir(path):
+    raise WeightsError(f"{path} is a directory, expected a .gguf file")
+  size = os.path.getsize(path)
+  try:
+    reader = gguf.GGUFReader(path)
+  except Exception as e:  # ValueError (magic/version), IndexError/reshape errors (truncated)...
+    raise WeightsError(f"{path} is not a valid/complete GGUF file "
+                       f"({type(e).__name__}: {e})") from e
+  for t in reader.tensors:  # a file cut inside tensor data can still parse the header
+    if t.data_offset + t.n_bytes > size or t.data.nbytes != t.n_bytes:
+      raise WeightsError(f"{path} is not a valid/complete GGUF file: tensor {t.name!r} "
+                         f"needs bytes up to {t.data_offset + t.n_bytes}, file has {size}")
+  return reader
+
+
+def _field_value(field):
+  """A ReaderField as plain Python (str/int/float/bool or a flat list of them)."""
+  types = field.types
+  if not types:
+    return None
+
+  def scalar(part, vtype):
+    if vtype == gguf.GGUFValueType.STRING:
+      return bytes(part).decode("utf-8", errors="replace")
+    if vtype == gguf.GGUFValueType.FLOAT32:
+      return float(str(part[0]))  # shortest decimal that round-trips: 1e-05, not 9.99e-06
+    return part.tolist()[0]
+
+  if types[0] == gguf.GGUFValueType.ARRAY:
+    return [scalar(field.parts[i], types[-1]) for i in field.data]
+  return scalar(field.parts[field.data[0]], types[0])
+
+
+def _metadata(reader: gguf.GGUFReader) -> dict:
+  # GGUF.version/tensor_count/kv_count are reader bookkeeping, not key/value fields.
+  return {k: _field_value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+
+def read_gguf_metadata(path) -> dict:
+  """All key/value metadata of a GGUF file; tensor data is memory-mapped, never read."""
+  return _metadata(_open(path))
+
+
+def gguf_to_hf_config(metadata: dict, tensor_shapes: dict | None = None) -> dict:
+  """A Hugging Face LlamaConfig-style dict from GGUF metadata.
+
+  GGUF has no key for tied embeddings or attention biases; those are visible only in the
+  tensor list. Pass `tensor_shapes` (GGUF tensor name -> HF-order shape) to set them (and
+  to fall back on token_embd's shape for vocab_size); without it both default to False.
+  """
+  arch = metadata.get("general.architecture")
+  if arch != "llama":
+    raise WeightsError(f"GGUF architecture {arch!r} is not supported; only 'llama' is")
+
+  def get(key, default=_REQUIRED):
+    value = metadata.get(f"{arch}.{key}", default)
+    if value is _REQUIRED:
+      raise WeightsError(f"GGUF metadata lacks required key '{arch}.{key}'")
+    if isinstance(value, list):
+      raise WeightsError(f"GGUF key '{arch}.{key}' is per-layer ({len(value)} values); "
+                         "only a single value is supported")
+    return value
+
+  shapes = tensor_shapes or {}
+  hidden, n_heads = int(get("embedding_length")), int(get("attention.head_count"))
+  vocab = metadata.get(f"{arch}.vocab_size")
+  if vocab is None and "tokenizer.ggml.tokens" in metadata:
+    vocab = len(metadata["tokenizer.ggml.tokens"])
+  if vocab is None and "token_embd.weight" in shapes:
+    vocab = shapes["token_embd.weight"][0]
+  if vocab is None:
+    raise WeightsError(f"GGUF metadata has neither '{arch}.vocab_size' nor a token list")
+  head_dim = get("attention.key_length", None) or get("rope.dimension_count", None)
+
+  scaling_type = get("rope.scaling.type", "none")
+  if scaling_type == "none":
+    rope_scaling = None
+  elif scaling_type == "linear":
+    rope_scaling = {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
+  else:
+    raise WeightsError(f"RoPE scaling type {scaling_type!r} is not supported (only 'linear')")
+
+  return {
+      "model_type": "llama",
+      "architectures": ["LlamaForCausalLM"],
+      "vocab_size": int(vocab),
+      "hidden_size": hidden,
+      "intermediate_size": int(get("feed_forward_length")),
+      "num_hidden_layers": int(get("block_count")),
+      "num_attention_heads": n_heads,
+      "num_key_value_heads": int(get("attention.head_count_kv", n_heads)),
+      "head_dim": int(head_dim or hidden // n_heads),
+      "hidden_act": "silu",
+      "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon")),
+      "rope_theta": float(get("rope.freq_base", 10000.0)),
+      "rope_scaling": rope_scaling,
+      "max_position_embeddings": int(get("context_length")),
+      "tie_word_embeddings": bool(shapes) and "output.weight" not in shapes,
+      "bos_token_id": metadata.get("tokenizer.ggml.bos_token_id"),
+      "eos_token_id": metadata.get("tokenizer.ggml.eos_token_id"),
+      "pad_token_id": metadata.get("tokenizer.ggml.padding_token_id"),
+      "attention_bias": any(n.endswith(".attn_q.bias") for n in shapes),
+      "mlp_bias": False,
+      "torch_dtype": "float32",
+  }
+
+
+def hf_name(gguf_name: str) -> str:
+  """The Hugging Face name of a llama GGUF tensor; WeightsError for anything unknown."""
+  if gguf_name in _GLOBAL_NAMES:
+    return _GLOBAL_NAMES[gguf_name]
+  if gguf_name == "rope_freqs.weight":
+    raise WeightsError("GGUF has a 'rope_freqs.weight' tensor (llama3-style RoPE frequency "
+                       "scaling); llama3-style rope frequency tensors are not supported yet")
+  m = _BLOCK_RE.fullmatch(gguf_name)
+  if m and m.group(2) in _BLOCK_NAMES and not (m.group(3) == "bias" and m.group(2) in _NO_BIAS):
+    return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}.{m.group(3)}"
+  raise WeightsError(f"unknown GGUF tensor {gguf_name!r} for a llama model")
+
+
+def _expected_shape(name: str, cfg: dict) -> tuple:
+  D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+  q = cfg["num_attention_heads"] * cfg["head_dim"]
+  kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+  table = {"embed_tokens": (V, D), "lm_head": (V, D), "norm": (D,), "layernorm": (D,),
+           "q_proj": (q, D), "k_proj": (kv, D), "v_proj": (kv, D), "o_proj": (D, q),
+           "gate_proj": (F, D), "up_proj": (F, D), "down_proj": (D, F)}
+  parts = name.split(".")
+  key = "layernorm" if parts[-2].endswith("layernorm") else parts[-2]
+  shape = table[key]
+  return shape[:1] if parts[-1] == "bias" else shape
+
+
+def _check_tensor(t, name: str, shape: tuple, cfg: dict, path: str) -> None:
+  """Type and shape checks that need no tensor data, run on every tensor before any
+  dequantising so that an unusable file fails in milliseconds."""
+  if t.tensor_type.name not in SUPPORTED_TYPES:
+    raise WeightsError(f"{path}: tensor {t.name!r} has GGML type {t.tensor_type.name}, which "
+                       f"is not supported; supported types: {', '.join(SUPPORTED_TYPES)}")
+  want = _expected_shape(name, cfg)
+  if shape != want:
+    raise WeightsError(f"{path}: tensor {t.name!r} ({name}) has shape {shape}, "
+                       f"the metadata implies {want}")
+
+
+def _dequantize(t, path: str) -> np.ndarray:
+  """float32 copy of tensor `t` in row-major HF order (GGML dims reversed)."""
+  if t.tensor_type == _T.F64:
+    out = np.asarray(t.data, dtype=np.float32)
+  else:
+    out = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+  shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+  if out.shape != shape:  # should not happen; guards against a gguf-py layout change
+    raise WeightsError(f"{path}: tensor {t.name!r} dequantised to {out.shape}, "
+                       f"expected {shape} (GGML dims {t.shape.tolist()} reversed)")
+  return np.array(out, dtype=np.float32, copy=True)  # detach from the memory map
+
+
+def read_gguf(path, dtype=np.float32) -> GGUFContents:
+  """Reads a llama GGUF file fully: metadata, HF config, dequantised HF state dict.
+
+  Names, types and shapes are all validated before any tensor is dequantised.
+  """
+  path = os.fspath(path)
+  reader = _open(path)
+  metadata = _metadata(reader)
+  shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+  cfg = gguf_to_hf_config(metadata, shapes)
+  names = {t.name: hf_name(t.name) for t in reader.tensors}
+  for t in reader.tensors:
+    _check_tensor(t, names[t.name], shapes[t.name], cfg, path)
+  heads = {"q_proj": cfg["num_attention_heads"], "k_proj": cfg["num_key_value_heads"]}
+
+  state_dict = {}
+  for t in reader.tensors:
+    name = names[t.name]
+    w = _dequantize(t, path)
+    if not np.isfinite(w).all():
+      raise WeightsError(f"{path}: tensor {t.name!r} ({name}) has NaN/inf values after "
+                         f"dequantising {t.tensor_type.name}; the file is corrupt")
+    proj = name.split(".")[-2]
+    if proj in heads:
+      w = unpermute_qk(w, heads[proj])
+    state_dict[name] = w if np.dtype(dtype) == np.float32 else w.astype(dtype)
+  return GGUFContents(path=path, metadata=metadata, hf_config=cfg, state_dict=state_dict)
