@@ -20,6 +20,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Delete existing sample shards in --workdir first.")
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -73,7 +75,7 @@ def options_from_config(config):
       chat_template=s.chat_template)
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, overwrite: bool = False) -> dict:
   """Library entry for the CLI (and for experiments that reuse the stage)."""
   from tqdm import tqdm
 
@@ -85,9 +87,13 @@ def run(config, workdir: str) -> dict:
   options = options_from_config(config)
   prompts = prompts_lib.read_prompts_jsonl(config.prompts.path, config.prompts.limit or None)
   out_dir = os.path.join(workdir, "samples")
-  if os.path.isdir(out_dir) and any(f.startswith("shard-") for f in os.listdir(out_dir)):
-    raise FileExistsError(f"{out_dir} already holds sample shards; use a new --workdir or "
-                          "remove it (nothing was overwritten).")
+  old = sorted(f for f in os.listdir(out_dir) if f.startswith("shard-")) if os.path.isdir(
+      out_dir) else []
+  if old and not overwrite:
+    raise FileExistsError(f"{out_dir} already holds {len(old)} sample shards; use a new "
+                          "--workdir or pass --overwrite (nothing was changed).")
+  for name in old:
+    os.remove(os.path.join(out_dir, name))
   os.makedirs(out_dir, exist_ok=True)
   write_json_atomic(os.path.join(workdir, "sample_config.json"), config.to_dict())
 
@@ -131,7 +137,7 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required, e.g. "
                          "--config configs/sample.py:smoke --workdir /tmp/run")
-  summary = run(_CONFIG.value, _WORKDIR.value)
+  summary = run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   print(json.dumps(summary, indent=2))
 
 

