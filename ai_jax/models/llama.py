@@ -8,6 +8,9 @@ With a KV cache (prefill and decode) the same stacked params run in an unrolled 
 loop, so that each layer's cache is a separate buffer updated in place:
   k_BSKH, v_BSKH: tuples with one [batch, slot, kv head, head dim] array per layer.
   mask_BS:        which cache slots hold real (non-padding) tokens.
+Optionally a shared prefix (best-of-k sampling): prefix_k_PLKH, prefix_v_PLKH (per layer)
+and prefix_mask_PL hold P prompts once; row r of the cache belongs to prompt r // (B / P)
+and attends to that prompt's prefix before its own slots (see `_attend_with_prefix`).
 Queries attend to slots that are real and not in their future (by slot index), so
 left-padded prompts, prefill and one-token decode steps all share one code path.
 """
@@ -196,12 +199,39 @@ class RMSNorm(nn.Module):
     return (scale_D.astype(jnp.float32) * normed).astype(x.dtype)
 
 
+def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt):
+  """Attention over a shared prompt prefix plus each row's own generated slots.
+
+  Rows are grouped J per prompt (row = prompt * J + j). The prefix cache holds each prompt
+  once ([P prompts, prefix slots]); its J samples read it through one batched matmul of
+  J * G query rows instead of J copies of the cache. Every prefix slot precedes every
+  generated slot, so the prefix needs no causal mask, only its padding mask.
+  """
+  prefix_k_PLKH, prefix_v_PLKH, prefix_mask_PL = prefix
+  B, T, K, G, H = q_BTKGH.shape
+  P, L = prefix_mask_PL.shape
+  J = B // P
+  q_PJTKGH = q_BTKGH.reshape(P, J, T, K, G, H)
+  pscores_PJKGTL = jnp.einsum("pjtkgh,plkh->pjkgtl", q_PJTKGH, prefix_k_PLKH.astype(dt),
+                              preferred_element_type=jnp.float32) * scale
+  pscores_PJKGTL = jnp.where(prefix_mask_PL[:, None, None, None, None, :], pscores_PJKGTL,
+                             -1e30)
+  S = scores_BKGTS.shape[-1]
+  scores_BKGTX = jnp.concatenate([pscores_PJKGTL.reshape(B, K, G, T, L), scores_BKGTS], -1)
+  probs_BKGTX = jax.nn.softmax(scores_BKGTX, axis=-1).astype(dt)
+  pprobs_PJKGTL = probs_BKGTX[..., :L].reshape(P, J, K, G, T, L)
+  out_BTKGH = jnp.einsum("pjkgtl,plkh->pjtkgh", pprobs_PJKGTL, prefix_v_PLKH.astype(dt)
+                         ).reshape(B, T, K, G, H)
+  return out_BTKGH + jnp.einsum("bkgts,bskh->btkgh", probs_BKGTX[..., L:L + S],
+                                values_BSKH.astype(dt))
+
+
 class Attention(nn.Module):
   config: LlamaConfig
 
   @nn.compact
   def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
-               query_slots_T, write_index):
+               query_slots_T, write_index, prefix=None):
     cfg = self.config
     dt = cfg.compute_dtype
     D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -227,14 +257,18 @@ class Attention(nn.Module):
 
     B, T = x_BTD.shape[:2]
     S = keys_BSKH.shape[1]
+    scale = np.float32(1.0 / np.sqrt(H))
     q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
     scores_BKGTS = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, keys_BSKH.astype(dt),
-                              preferred_element_type=jnp.float32) / np.sqrt(H).astype(np.float32)
+                              preferred_element_type=jnp.float32) * scale
     causal_TS = jnp.arange(S)[None, :] <= query_slots_T[:, None]
     allowed_BTS = causal_TS[None] & key_mask_BS[:, None, :]
     scores_BKGTS = jnp.where(allowed_BTS[:, None, None], scores_BKGTS, -1e30)
-    probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
-    out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
+    if prefix is None:
+      probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
+      out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
+    else:
+      out_BTKGH = _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt)
     out_BTD = jnp.einsum("btnh,nhd->btd", out_BTKGH.reshape(B, T, N, H), o_NHD.astype(dt))
     if cache_k_BSKH is None:
       return out_BTD, None, None
@@ -263,11 +297,11 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
-               query_slots_T, write_index):
+               query_slots_T, write_index, prefix=None):
     eps = self.config.rms_norm_eps
     attn_BTD, cache_k_BSKH, cache_v_BSKH = Attention(self.config, name="attn")(
         RMSNorm(eps, name="attn_norm")(x_BTD), positions_BT, cache_k_BSKH, cache_v_BSKH,
-        key_mask_BS, query_slots_T, write_index)
+        key_mask_BS, query_slots_T, write_index, prefix)
     x_BTD = x_BTD + attn_BTD
     x_BTD = x_BTD + MLP(self.config, name="mlp")(RMSNorm(eps, name="mlp_norm")(x_BTD))
     return x_BTD, cache_k_BSKH, cache_v_BSKH
@@ -334,12 +368,17 @@ class Llama(nn.Module):
       new_k, new_v = [], []
       for i in range(cfg.num_layers):
         layer_params = jax.tree.map(lambda w: w[i], stacked)
+        prefix = None
+        if "prefix_k_PLKH" in cache:
+          prefix = (cache["prefix_k_PLKH"][i], cache["prefix_v_PLKH"][i],
+                    cache["prefix_mask_PL"])
         x_BTD, k_i, v_i = Block(cfg).apply(
             {"params": layer_params}, x_BTD, positions_BT, cache["k_BSKH"][i],
-            cache["v_BSKH"][i], key_mask_BS, query_slots_T, write_index)
+            cache["v_BSKH"][i], key_mask_BS, query_slots_T, write_index, prefix)
         new_k.append(k_i)
         new_v.append(v_i)
-      new_cache = {"k_BSKH": tuple(new_k), "v_BSKH": tuple(new_v), "mask_BS": key_mask_BS}
+      new_cache = {**cache, "k_BSKH": tuple(new_k), "v_BSKH": tuple(new_v),
+                   "mask_BS": key_mask_BS}
 
     if last_only:
       x_BTD = x_BTD[:, -1:]

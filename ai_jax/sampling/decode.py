@@ -1,7 +1,8 @@
 """The jitted part of sampling: prefill each prompt once, repeat its cache k times, decode.
 
 Shapes: B prompts per batch, K samples per prompt, R = B * K rows, T bucketed prompt
-length (left-padded), N max new tokens, S = T + N cache slots, V vocabulary.
+length (left-padded), N max new tokens, V vocabulary. The prompt cache has T slots per
+prompt; each row has N slots of its own.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.L
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
 
   cache_axes = mesh_lib.cache_axes(config.num_layers)
-  cache = _constrain(llama.init_cache(config, B, T + N), cache_axes, mesh)
+  cache = _constrain(llama.init_cache(config, B, T), cache_axes, mesh)
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
-  # One prefill per prompt; its K samples share copies of the cache.
-  cache = jax.tree.map(lambda x: jnp.repeat(x, K, axis=0), cache)
-  cache = _constrain(cache, cache_axes, mesh)
+  # One prefill per prompt. Its K samples read that one prompt cache (the prefix) and
+  # write their own tokens into per-row slots, so the prompt is neither recomputed nor
+  # copied K times.
+  cache = {**llama.init_cache(config, R, N),
+           "prefix_k_PLKH": cache["k_BSKH"], "prefix_v_PLKH": cache["v_BSKH"],
+           "prefix_mask_PL": cache["mask_BS"]}
+  cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
   logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
   prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
   keys_R2 = row_keys(seed, prompt_hash_B, K)
@@ -88,7 +93,7 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.L
     stopped_R = state.stopped_R | is_stop_R
     logits_R1V, cache = model.apply(
         {"params": params}, token_R[:, None], (prompt_len_R + state.step)[:, None],
-        jnp.ones((R, 1), bool), cache=state.cache, write_index=T + state.step)
+        jnp.ones((R, 1), bool), cache=state.cache, write_index=state.step)
     return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
                        tokens_RN=tokens_RN, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
 

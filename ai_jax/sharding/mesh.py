@@ -83,10 +83,15 @@ def tree_shardings(axes_tree, shapes_tree, mesh: Mesh, rules=SAMPLING_RULES):
       axes_tree, shapes_tree, is_leaf=is_axes)
 
 
-def cache_axes(num_layers: int):
+def cache_axes(num_layers: int, prefix: bool = False):
+  """Logical axes of `models.llama.init_cache` (plus a shared prompt prefix if asked)."""
   kv = ("batch", "cache_seq", "kv_heads", "head_dim")
-  return {"k_BSKH": (kv,) * num_layers, "v_BSKH": (kv,) * num_layers,
+  axes = {"k_BSKH": (kv,) * num_layers, "v_BSKH": (kv,) * num_layers,
           "mask_BS": ("batch", "cache_seq")}
+  if prefix:
+    axes.update(prefix_k_PLKH=(kv,) * num_layers, prefix_v_PLKH=(kv,) * num_layers,
+                prefix_mask_PL=("batch", "cache_seq"))
+  return axes
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
