@@ -76,6 +76,10 @@ class LlamaConfig:
     heads = int(hf["num_attention_heads"])
     hidden = int(hf["hidden_size"])
     scaling = hf.get("rope_scaling") or None
+    if scaling is None:  # transformers >= 5 writes the scaling into rope_parameters.
+      rope_parameters = hf.get("rope_parameters") or {}
+      if rope_parameters.get("rope_type", rope_parameters.get("type")) not in (None, "default"):
+        scaling = rope_parameters
     kwargs: dict[str, Any] = {}
     if scaling:
       kind = scaling.get("rope_type", scaling.get("type"))
