@@ -104,3 +104,16 @@ def export_hf(model: LoadedModel, path: str, *, overwrite: bool = False,
   write_hf_checkpoint(path, model.config.to_hf_config(), state_dict, overwrite=overwrite,
                       max_shard_bytes=max_shard_bytes)
   model.tokenizer.save_pretrained(path)
+
+
+def load_tokenizer(path: str | None = None) -> tuple[Tokenizer, str]:
+  """(tokenizer, source) of a model, without reading its weights."""
+  from ai_jax.weights.gguf_io import read_gguf_metadata
+
+  path = os.path.expanduser(str(path or default_model_path()))
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"tokenizer path {path!r} does not exist; pass a .gguf file or a "
+                            "Hugging Face directory with tokenizer.json")
+  if os.path.isfile(path):
+    return Tokenizer.from_gguf(read_gguf_metadata(path)), path
+  return Tokenizer.from_pretrained_dir(path), path

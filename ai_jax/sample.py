@@ -17,20 +17,13 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from ai_jax.store.atomic import write_json_atomic, write_jsonl_atomic
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Delete existing sample shards in --workdir first.")
-
-
-def write_json_atomic(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, ensure_ascii=False)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -53,14 +46,7 @@ class ShardWriter:
       self.buffer = []
 
   def _write(self, records):
-    path = os.path.join(self.folder, f"shard-{self.num_shards:05d}.jsonl")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      for r in records:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_jsonl_atomic(os.path.join(self.folder, f"shard-{self.num_shards:05d}.jsonl"), records)
     self.num_shards += 1
 
 

@@ -1,0 +1,48 @@
+"""Whole-file atomic writes: a reader sees the old file or the new one, never a part.
+
+Each write goes to a temp file in the same folder, is fsynced, then renamed over the
+target (rename is atomic within a filesystem on POSIX).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj) -> None:
+  write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_jsonl_atomic(path: str, records: Iterable[dict]) -> None:
+  # allow_nan=False: NaN is not JSON; writers store null and say why beside it.
+  write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n"
+                                  for r in records))
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """Rows of a JSONL file; a malformed line raises ValueError naming file:line."""
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); the file is damaged — "
+                         "re-create it (the stage that wrote it can be rerun)") from e
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+      rows.append(row)
+  return rows
