@@ -10,20 +10,10 @@ max_new_tokens, throughput).
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
-
 from ai_jax.store.atomic import write_json_atomic, write_jsonl_atomic
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Sampling config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Delete existing sample shards in --workdir first.")
 
 
 class ShardWriter:
@@ -117,15 +107,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   return summary
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("--config and --workdir are required, e.g. "
-                         "--config configs/sample.py:smoke --workdir /tmp/run")
-  summary = run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
-  print(json.dumps(summary, indent=2))
-
-
 if __name__ == "__main__":
-  app.run(main)
+  from ai_jax import cli
+  cli.run_stage(run, "--config configs/sample.py:smoke --workdir /tmp/run", 
+                help_config="Sampling config file.")

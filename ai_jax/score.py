@@ -23,17 +23,8 @@ import math
 import os
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
-
 from ai_jax.metrics import registry, runner
 from ai_jax.store.atomic import read_jsonl, write_json_atomic, write_jsonl_atomic
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Scoring config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding samples/.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Delete scores written with other metrics first.")
 
 _KEY_FIELDS = ("prompt_id", "teacher", "sample_index")
 _NOT_SAMPLED = ("prompt_too_long",)
@@ -211,15 +202,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   return summary
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("--config and --workdir are required, e.g. "
-                         "--config configs/score.py --workdir /tmp/run")
-  summary = run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
-  print(json.dumps({k: v for k, v in summary.items() if k != "first_failures"}, indent=2))
-
-
 if __name__ == "__main__":
-  app.run(main)
+  from ai_jax import cli
+  cli.run_stage(run, "--config configs/score.py --workdir /tmp/run",
+                help_config="Scoring config file.", hide=("first_failures",))

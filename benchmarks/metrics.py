@@ -97,7 +97,7 @@ def main():
     total += seconds
     failed = table.counts()[column]
     rows.append((column, len(texts) / seconds, seconds, failed["failed"] + failed["undefined"]))
-  print(f"\n| scorer | texts/s | seconds | NaN rows |\n|---|---|---|---|")
+  print("\n| scorer | texts/s | seconds | NaN rows |\n|---|---|---|---|")
   for column, rate, seconds, nan_rows in rows:
     print(f"| {column} | {rate:,.0f} | {seconds:.2f} | {nan_rows} |")
   print(f"| **all {len(scorers)} together** | **{len(texts) / total:,.1f}** | {total:.1f} | |")

@@ -13,9 +13,9 @@ from ai_jax.metrics import registry
 
 _FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
 _LIST_ITEM_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+\S")
-# A question: a run of text ending in '?' that contains a letter (so a lone '?' or '??'
-# after a URL query string does not count).
-_QUESTION_RE = re.compile(r"[^.!?\n]*?[^\W\d_][^.!?\n]*?\?+(?=\s|$|[\"')\]])")
+_TERMINATOR_RE = re.compile(r"([.!?]+)")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+_AFTER_QUESTION = ("", " ", "\t", '"', "'", ")", "]", "\u201d")
 
 
 def _split_code(text: str) -> tuple[list[str], int]:
@@ -50,7 +50,20 @@ def num_code_blocks(text: str) -> float:
 def num_questions(text: str) -> float:
   """Question sentences outside fenced code: spans ending in '?' that contain a letter."""
   prose, _ = _split_code(text)
-  return float(sum(len(_QUESTION_RE.findall(line)) for line in prose))
+  return float(sum(_questions_in_line(line) for line in prose))
+
+
+def _questions_in_line(line: str) -> int:
+  # Split into (text, terminator) pairs; a pair is a question when its terminator holds
+  # '?', its text holds a letter, and what follows is a space, a closing quote or the
+  # end (so the '?' inside "http://x.com/a?b=c" does not count). Linear in the line.
+  parts = _TERMINATOR_RE.split(line)
+  count = 0
+  for i in range(1, len(parts), 2):
+    following = parts[i + 1][:1] if i + 1 < len(parts) else ""
+    if "?" in parts[i] and following in _AFTER_QUESTION and _LETTER_RE.search(parts[i - 1]):
+      count += 1
+  return count
 
 
 @registry.text_metric("num_paragraphs", higher_means="more paragraphs", version="1")

@@ -1,0 +1,33 @@
+"""The shared command line of ai_jax's stages: --config, --workdir, --overwrite.
+
+Flags are defined only when a stage runs as __main__, so any number of stage modules can
+be imported together (by an experiment, a notebook or the tests) without absl's
+duplicate-flag error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+
+def run_stage(run: Callable, example: str, *, help_config: str,
+              hide: tuple[str, ...] = ()) -> None:
+  """Parses the flags and prints run(config, workdir, overwrite)'s summary as JSON."""
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  config = config_flags.DEFINE_config_file("config", None, help_config, lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "Run directory.")
+  overwrite = flags.DEFINE_bool("overwrite", False,
+                                "Replace this stage's existing outputs in --workdir.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if config.value is None or workdir.value is None:
+      raise app.UsageError(f"--config and --workdir are required, e.g. {example}")
+    summary = run(config.value, workdir.value, overwrite=overwrite.value)
+    print(json.dumps({k: v for k, v in summary.items() if k not in hide}, indent=2))
+
+  app.run(main)
