@@ -57,18 +57,42 @@ def place_params(params, config: llama.LlamaConfig, mesh: Mesh | None, rules=Non
   return jax.device_put(params, shardings)
 
 
-def read_checkpoint(path: str | None = None) -> tuple[dict, dict, Tokenizer, str]:
-  """(hf_config, hf_state_dict, tokenizer, source) from a GGUF file or an HF directory."""
-  from ai_jax.weights.gguf_io import read_gguf
-  from ai_jax.weights.safetensors_io import read_hf_checkpoint
-
-  path = path or default_model_path()
-  path = os.path.expanduser(str(path))
+def resolve_model_path(path: str | None = None) -> str:
+  """The absolute model path (the embedded default for None/""), or a clear error."""
+  path = os.path.abspath(os.path.expanduser(str(path or default_model_path())))
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"model path {path!r} does not exist; pass a .gguf file, a Hugging Face checkpoint "
         f"directory (config.json + *.safetensors + tokenizer.json), or nothing for the "
         f"embedded default (installed by `{INSTALL_DEFAULT}`).")
+  return path
+
+
+def model_identity(path: str) -> dict:
+  """Name, sizes and a content digest of a model's files: cheap (reads 2 MiB per file),
+  yet different for any re-quantised, fine-tuned or re-exported checkpoint."""
+  import hashlib
+  files = [path] if os.path.isfile(path) else sorted(
+      os.path.join(path, f) for f in os.listdir(path)
+      if f.endswith((".safetensors", ".gguf", ".json", ".model")))
+  digest = hashlib.sha256()
+  for f in files:
+    size = os.path.getsize(f)
+    digest.update(f"{os.path.basename(f)}:{size}:".encode())
+    with open(f, "rb") as fh:
+      digest.update(fh.read(1 << 20))
+      if size > (2 << 20):
+        fh.seek(size - (1 << 20))
+        digest.update(fh.read(1 << 20))
+  return {"name": os.path.basename(os.path.normpath(path)), "digest": digest.hexdigest()[:16]}
+
+
+def read_checkpoint(path: str | None = None) -> tuple[dict, dict, Tokenizer, str]:
+  """(hf_config, hf_state_dict, tokenizer, source) from a GGUF file or an HF directory."""
+  from ai_jax.weights.gguf_io import read_gguf
+  from ai_jax.weights.safetensors_io import read_hf_checkpoint
+
+  path = resolve_model_path(path)
   if path.endswith(".gguf") or os.path.isfile(path):
     contents = read_gguf(path)
     return (contents.hf_config, contents.state_dict, Tokenizer.from_gguf(contents.metadata),

@@ -1,43 +1,28 @@
-r"""Sample k completions per prompt and write them as JSONL shards.
+r"""Sample k completions per prompt into a crash-safe, resumable record store.
 
   python -m ai_jax.sample --config configs/sample.py:smoke --workdir /tmp/run
 
-Writes DIR/samples/shard-NNNNN.jsonl (each shard appears whole, via rename), and
-DIR/samples/summary.json (counts, finish reasons, the share of samples cut by
-max_new_tokens, throughput).
+Appends records to DIR/samples/shard-NNNNN.jsonl (ai_jax.store.records: whole lines,
+fsynced per batch; a torn tail after a crash is dropped on reopen), each keyed by
+(prompt_id, teacher, sample_index). Rerunning the same command resumes: prompts and
+sample indices already stored are skipped. Raising sampling.k or adding prompts extends
+the run (each sample's randomness is keyed by its prompt and index, so old samples stay
+valid); changing anything that decides the outputs (model, sampling settings, seed) is
+refused, see DIR/samples/fingerprint.json. DIR/samples/summary.json counts finish
+reasons and the share of samples cut by max_new_tokens over the whole store.
 """
 
 from __future__ import annotations
 
 import collections
+import glob
 import os
+import shutil
 import time
 
-from ai_jax.store.atomic import write_json_atomic, write_jsonl_atomic
-
-
-class ShardWriter:
-  """Buffers records and writes full shards atomically (temp file + rename)."""
-
-  def __init__(self, folder: str, records_per_shard: int):
-    self.folder, self.per_shard = folder, max(1, int(records_per_shard))
-    self.buffer: list[dict] = []
-    self.num_shards = 0
-
-  def add(self, records):
-    self.buffer.extend(records)
-    while len(self.buffer) >= self.per_shard:
-      self._write(self.buffer[:self.per_shard])
-      self.buffer = self.buffer[self.per_shard:]
-
-  def close(self):
-    if self.buffer:
-      self._write(self.buffer)
-      self.buffer = []
-
-  def _write(self, records):
-    write_jsonl_atomic(os.path.join(self.folder, f"shard-{self.num_shards:05d}.jsonl"), records)
-    self.num_shards += 1
+from ai_jax.store import fingerprint as fingerprint_lib
+from ai_jax.store.atomic import write_json_atomic
+from ai_jax.store.records import RecordStore, iter_records
 
 
 def options_from_config(config):
@@ -51,8 +36,59 @@ def options_from_config(config):
       chat_template=s.chat_template)
 
 
+def teacher_name(config, model_path: str) -> str:
+  """config.model.name, else the model file or folder name (without .gguf)."""
+  name = config.model.get("name", "") if hasattr(config.model, "get") else ""
+  if name:
+    return name
+  base = os.path.basename(os.path.normpath(model_path))
+  return base[:-5] if base.endswith(".gguf") else base
+
+
+def output_fields(config, model_identity: dict) -> dict:
+  """What decides the records' contents. k, the prompt list, batch size, prompt buckets and
+  mesh are left out: they decide how much is sampled and how fast, not what a given
+  (prompt, sample_index) gets."""
+  s = config.sampling
+  return {"model": model_identity, "dtype": config.model.dtype,
+          "sampling": {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
+                       "top_k": s.top_k, "top_p": s.top_p, "seed": s.seed,
+                       "too_long": s.too_long, "chat_template": s.chat_template}}
+
+
+def _missing(store: RecordStore, prompts, teacher: str, k: int) -> dict[int, list]:
+  """first missing sample index -> prompts that need indices first .. k-1."""
+  groups: dict[int, list] = collections.defaultdict(list)
+  for p in prompts:
+    done = [j for j in range(k) if (p["prompt_id"], teacher, j) in store]
+    # Indices are drawn as a suffix first..k-1; one missing before a present one (not
+    # made by this writer) is redrawn with the suffix and the stored duplicate skipped.
+    first = next((j for j in range(k) if j not in done), k)
+    if first < k:
+      groups[first].append(p)
+  return groups
+
+
+def summarize(folder: str, teacher: str, prompt_ids: set, k: int) -> dict:
+  reasons, new_tokens, truncated, records = collections.Counter(), 0, 0, 0
+  for r in iter_records(folder):
+    if r.get("teacher") != teacher or r["prompt_id"] not in prompt_ids or r["sample_index"] >= k:
+      continue
+    records += 1
+    reasons[r["finish_reason"]] += 1
+    new_tokens += r["num_tokens"]
+    truncated += r["sample_index"] == 0 and bool(r.get("prompt_truncated_tokens"))
+  return {"num_records": records, "finish_reasons": dict(reasons),
+          "cut_by_max_new_tokens_share": reasons["length"] / max(records, 1),
+          "prompts_truncated": int(truncated),
+          "prompts_skipped_too_long": reasons["prompt_too_long"] // max(k, 1),
+          "new_tokens": new_tokens}
+
+
 def run(config, workdir: str, overwrite: bool = False) -> dict:
   """Library entry for the CLI (and for experiments that reuse the stage)."""
+  import dataclasses
+
   from tqdm import tqdm
 
   from ai_jax import loading
@@ -62,46 +98,52 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   # Validate everything cheap before loading weights or compiling.
   options = options_from_config(config)
   prompts = prompts_lib.read_prompts_jsonl(config.prompts.path, config.prompts.limit or None)
+  model_path = loading.resolve_model_path(config.model.path or None)
+  fields = output_fields(config, loading.model_identity(model_path))
+  teacher = teacher_name(config, model_path)
   out_dir = os.path.join(workdir, "samples")
-  old = sorted(f for f in os.listdir(out_dir) if f.startswith("shard-")) if os.path.isdir(
-      out_dir) else []
-  if old and not overwrite:
-    raise FileExistsError(f"{out_dir} already holds {len(old)} sample shards; use a new "
-                          "--workdir or pass --overwrite (nothing was changed).")
-  for name in old:
-    os.remove(os.path.join(out_dir, name))
-  os.makedirs(out_dir, exist_ok=True)
+  if overwrite and os.path.isdir(out_dir):
+    shutil.rmtree(out_dir)
+  if not fingerprint_lib.check(out_dir, fields):
+    if glob.glob(os.path.join(out_dir, "shard-*.jsonl")):
+      raise fingerprint_lib.FingerprintMismatch(
+          f"{out_dir} holds records without a fingerprint; use a new --workdir or --overwrite")
+    fingerprint_lib.write(out_dir, fields)
   write_json_atomic(os.path.join(workdir, "sample_config.json"), config.to_dict())
+  store = RecordStore(out_dir, config.output.records_per_shard)
+  groups = _missing(store, prompts, teacher, options.num_samples)
+  todo = sum(len(g) for g in groups.values())
 
-  t0 = time.time()
-  model = loading.load_model(config.model.path or None, dtype=config.model.dtype,
-                             mesh_shape=tuple(config.mesh_shape))
-  load_s = time.time() - t0
-  writer = ShardWriter(out_dir, config.output.records_per_shard)
-  reasons, new_tokens, truncated = collections.Counter(), 0, 0
-  t1 = time.time()
-  with tqdm(total=len(prompts), unit="prompt", desc="sampling", dynamic_ncols=True) as bar:
-    for done, records in sampler.iter_sample_batches(model, prompts, options):
-      writer.add(records)
-      for r in records:
-        reasons[r["finish_reason"]] += 1
-        new_tokens += r["num_tokens"]
-        truncated += r["sample_index"] == 0 and bool(r.get("prompt_truncated_tokens"))
-      bar.update(done)
-      bar.set_postfix(tok_s=f"{new_tokens / max(time.time() - t1, 1e-9):.0f}")
-  writer.close()
-  sample_s = time.time() - t1
-  num_records = sum(reasons.values())
+  load_s = sample_s = 0.0
+  written = new_tokens = 0
+  if todo:
+    t0 = time.time()
+    model = loading.load_model(model_path, dtype=config.model.dtype,
+                               mesh_shape=tuple(config.mesh_shape))
+    load_s = time.time() - t0
+    t1 = time.time()
+    with tqdm(total=todo, unit="prompt", desc="sampling", dynamic_ncols=True) as bar:
+      for first, group in sorted(groups.items()):
+        opts = dataclasses.replace(options, num_samples=options.num_samples - first,
+                                   first_sample_index=first)
+        for done, records in sampler.iter_sample_batches(model, group, opts):
+          for r in records:
+            r["teacher"] = teacher
+          written += store.append(records)
+          new_tokens += sum(r["num_tokens"] for r in records)
+          bar.update(done)
+          bar.set_postfix(tok_s=f"{new_tokens / max(time.time() - t1, 1e-9):.0f}")
+    sample_s = time.time() - t1
   summary = {
-      "model": model.source, "num_prompts": len(prompts), "k": options.num_samples,
-      "num_records": num_records, "finish_reasons": dict(reasons),
-      "cut_by_max_new_tokens_share": reasons["length"] / max(num_records, 1),
-      "prompts_truncated": int(truncated),
-      "prompts_skipped_too_long": reasons["prompt_too_long"] // options.num_samples,
-      "new_tokens": new_tokens, "load_seconds": round(load_s, 2),
-      "sample_seconds": round(sample_s, 2),
-      "tokens_per_second": round(new_tokens / max(sample_s, 1e-9), 2),
-      "num_shards": writer.num_shards,
+      "model": model_path, "teacher": teacher, "num_prompts": len(prompts),
+      "k": options.num_samples,
+      **summarize(out_dir, teacher, {p["prompt_id"] for p in prompts}, options.num_samples),
+      "records_written_now": written,
+      "records_found_on_open": store.report.num_records,
+      "torn_bytes_dropped_on_open": store.report.torn_bytes,
+      "load_seconds": round(load_s, 2), "sample_seconds": round(sample_s, 2),
+      "tokens_per_second_now": round(new_tokens / max(sample_s, 1e-9), 2) if written else None,
+      "num_shards": len(store.shard_paths()),
   }
   write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
   return summary
@@ -109,5 +151,5 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
 if __name__ == "__main__":
   from ai_jax import cli
-  cli.run_stage(run, "--config configs/sample.py:smoke --workdir /tmp/run", 
+  cli.run_stage(run, "--config configs/sample.py:smoke --workdir /tmp/run",
                 help_config="Sampling config file.")

@@ -1,18 +1,20 @@
-r"""Score every sample shard of a run with the configured metrics.
+r"""Score every sample record of a run with the configured metrics.
 
   python -m ai_jax.score --config configs/score.py --workdir DIR
   python -m ai_jax.score --config configs/score.py:smoke --workdir DIR \
       --config.metrics="('length_words', 'mtld', 'tox=toxicity_offline')"
 
-Reads DIR/samples/shard-*.jsonl and writes, for each, DIR/scores/shard-*.jsonl with the
-same rows in the same order: prompt_id, sample_index (and teacher when present), one
-column per metric (null where the metric has no value) and score_errors {column: reason}.
-DIR/scores/metrics.json records each column's metric, options, version and what a higher
-value means; DIR/scores/summary.json counts rows, failures and undefined values.
+Reads the records of DIR/samples/ and appends one score record per sample record to the
+crash-safe store DIR/scores/ (shard-*.jsonl; ai_jax.store.records), with the same key
+(prompt_id, teacher, sample_index), one column per metric (null where the metric has no
+value) and score_errors {column: reason}. DIR/scores/metrics.json records each column's
+metric, options, version and what a higher value means; DIR/scores/summary.json counts
+rows, failures and undefined values over every score record.
 
-Rerunning skips shards already scored with the same metrics.json (each shard is written
-whole, so a crash leaves none half-written); different metrics need --overwrite or a new
-workdir, so old and new definitions are never mixed.
+Rerunning scores only the sample records not scored yet (so scoring can follow a
+sampling run that is still growing, and a crash loses at most the batch in flight).
+Other metrics, options or versions are refused (DIR/scores/fingerprint.json); pass
+--overwrite or use a new workdir, so old and new definitions are never mixed.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import os
 import time
 
 from ai_jax.metrics import registry, runner
-from ai_jax.store.atomic import read_jsonl, write_json_atomic, write_jsonl_atomic
-
-_KEY_FIELDS = ("prompt_id", "teacher", "sample_index")
+from ai_jax.store import fingerprint as fingerprint_lib
+from ai_jax.store.atomic import write_json_atomic
+from ai_jax.store.records import KEY_FIELDS as _KEY_FIELDS
+from ai_jax.store.records import RecordStore, iter_records, record_key
 _NOT_SAMPLED = ("prompt_too_long",)
 
 
@@ -65,27 +68,18 @@ def _prompt_text(prompt) -> str:
   return users[-1] if users else ""
 
 
-def _fingerprint(manifest: dict):
-  """What must match for old scores to be reused (descriptions may change freely)."""
-  return ({c: (i["name"], i["version"], i["options"]) for c, i in manifest["columns"].items()},
-          manifest.get("tokenizer"))
-
-
-def _row_keys(rows) -> list[tuple]:
-  return [tuple(r.get(k) for k in _KEY_FIELDS) for r in rows]
-
-
-def _check_sample_rows(path: str, rows: list[dict]) -> None:
-  for i, row in enumerate(rows):
+def _check_sample_rows(folder: str, rows: list[dict]) -> None:
+  for row in rows:
     missing = [k for k in ("prompt_id", "sample_index", "text") if k not in row]
     if missing or not isinstance(row["text"], str):
       what = f"lacks {missing}" if missing else "has a non-string text"
-      raise ValueError(f"{path}: row {i + 1} {what}; sample shards come from ai_jax.sample "
-                       "(prompt_id, sample_index, text)")
+      key = {k: row.get(k) for k in _KEY_FIELDS if k in row}
+      raise ValueError(f"{folder}: record {key} {what}; sample records come from "
+                       "ai_jax.sample (prompt_id, teacher, sample_index, text)")
 
 
-def score_shard(scorers, rows, context_extra, on_rows=None) -> tuple[list[dict], runner.ScoreTable]:
-  """Scores one shard's rows; returns (score rows in the same order, table)."""
+def score_rows(scorers, rows, context_extra, on_rows=None) -> tuple[list[dict], runner.ScoreTable]:
+  """Scores sample rows; returns (score rows in the same order, table)."""
   prompts_by_id, tokenizer = context_extra
   skip = {i: f"not sampled: {r['finish_reason']}" for i, r in enumerate(rows)
           if r.get("finish_reason") in _NOT_SAMPLED}
@@ -110,24 +104,23 @@ def score_shard(scorers, rows, context_extra, on_rows=None) -> tuple[list[dict],
   return out, table
 
 
-def summarize_scores(score_paths, columns) -> dict:
-  """Counts and statistics over the given score shards (resumed ones included)."""
+def summarize_scores(score_records, columns) -> dict:
+  """Counts and statistics over score records (resumed ones included)."""
   import numpy as np
   values = {c: [] for c in columns}
   counts = {c: {"rows": 0, "failed": 0, "undefined": 0} for c in columns}
   first_failures = []
-  for path in score_paths:
-    for rec in read_jsonl(path):
-      errors = rec.get("score_errors", {})
-      for c in columns:
-        value = rec.get(c)
-        values[c].append(math.nan if value is None else value)
-        counts[c]["rows"] += 1
-        if c in errors:
-          counts[c]["undefined" if runner.is_undefined(errors[c]) else "failed"] += 1
-      if errors and len(first_failures) < 20:
-        first_failures.append({"prompt_id": rec.get("prompt_id"),
-                               "sample_index": rec.get("sample_index"), "errors": errors})
+  for rec in score_records:
+    errors = rec.get("score_errors", {})
+    for c in columns:
+      value = rec.get(c)
+      values[c].append(math.nan if value is None else value)
+      counts[c]["rows"] += 1
+      if c in errors:
+        counts[c]["undefined" if runner.is_undefined(errors[c]) else "failed"] += 1
+    if errors and len(first_failures) < 20:
+      first_failures.append({k: rec.get(k) for k in _KEY_FIELDS if k in rec} | {
+          "errors": errors})
   out = {}
   for c in columns:
     v = np.asarray(values[c], np.float64)
@@ -139,11 +132,12 @@ def summarize_scores(score_paths, columns) -> dict:
 
 
 def run(config, workdir: str, overwrite: bool = False) -> dict:
+  import shutil
+
   from tqdm import tqdm
 
   samples_dir, scores_dir = os.path.join(workdir, "samples"), os.path.join(workdir, "scores")
-  sample_paths = sorted(glob.glob(os.path.join(samples_dir, "shard-*.jsonl")))
-  if not sample_paths:
+  if not glob.glob(os.path.join(samples_dir, "shard-*.jsonl")):
     raise FileNotFoundError(f"no sample shards in {samples_dir}; run `python -m ai_jax.sample "
                             f"--workdir {workdir}` first")
   scorers = registry.scorers_from_specs(list(config.metrics))
@@ -154,50 +148,40 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
                    if any(s.needs_prompts for s in scorers.values()) else None)
 
   # Read and check every input before writing anything.
-  shards = [(p, read_jsonl(p)) for p in sample_paths]
-  for path, rows in shards:
-    _check_sample_rows(path, rows)
+  rows = list(iter_records(samples_dir))
+  _check_sample_rows(samples_dir, rows)
 
-  manifest = {"columns": {c: s.info() for c, s in scorers.items()},
-              "tokenizer": tokenizer_source}
-  manifest_path = os.path.join(scores_dir, "metrics.json")
-  old_shards = sorted(glob.glob(os.path.join(scores_dir, "shard-*.jsonl")))
-  same = False
-  if os.path.exists(manifest_path):
-    with open(manifest_path, encoding="utf-8") as f:
-      same = _fingerprint(json.load(f)) == _fingerprint(json.loads(json.dumps(manifest)))
-  if old_shards and not same:
-    if not overwrite:
-      raise FileExistsError(f"{scores_dir} holds scores made with other metrics, options or "
-                            f"versions (see {manifest_path}); pass --overwrite or use a new "
-                            "workdir (nothing was changed)")
-    for path in old_shards:
-      os.remove(path)
-  os.makedirs(scores_dir, exist_ok=True)
-  write_json_atomic(manifest_path, manifest)
-
-  todo, skipped = [], 0
-  for path, rows in shards:
-    out_path = os.path.join(scores_dir, os.path.basename(path))
-    # A shard counts as done only if it holds exactly this samples shard's keys, in order.
-    if os.path.exists(out_path) and _row_keys(read_jsonl(out_path)) == _row_keys(rows):
-      skipped += 1
-    else:
-      todo.append((path, out_path, rows))
+  fields = {"columns": {c: [s.name, s.version, s.info()["options"]] for c, s in scorers.items()},
+            "tokenizer": tokenizer_source}
+  if overwrite and os.path.isdir(scores_dir):
+    shutil.rmtree(scores_dir)
+  if not fingerprint_lib.check(scores_dir, fields):
+    if glob.glob(os.path.join(scores_dir, "shard-*.jsonl")):
+      raise fingerprint_lib.FingerprintMismatch(
+          f"{scores_dir} holds scores without a fingerprint; pass --overwrite or use a new "
+          "workdir (nothing was changed)")
+    fingerprint_lib.write(scores_dir, fields)
+  write_json_atomic(os.path.join(scores_dir, "metrics.json"),
+                    {"columns": {c: s.info() for c, s in scorers.items()},
+                     "tokenizer": tokenizer_source})
+  store = RecordStore(scores_dir, config.get("records_per_shard", 1000))
+  todo = [r for r in rows if record_key(r) not in store]
 
   t0 = time.time()
-  num_rows = sum(len(rows) for _, _, rows in todo)
-  with tqdm(total=num_rows * len(scorers), unit="score", desc="scoring",
+  chunk = max(1, int(config.get("rows_per_append", 1000)))
+  with tqdm(total=len(todo) * len(scorers), unit="score", desc="scoring",
             dynamic_ncols=True) as bar:
-    for _, out_path, rows in todo:
-      out, _ = score_shard(scorers, rows, (prompts_by_id, tokenizer), on_rows=bar.update)
-      write_jsonl_atomic(out_path, out)
+    for lo in range(0, len(todo), chunk):
+      out, _ = score_rows(scorers, todo[lo:lo + chunk], (prompts_by_id, tokenizer),
+                          on_rows=bar.update)
+      store.append(out)
   seconds = time.time() - t0
-  out_paths = [os.path.join(scores_dir, os.path.basename(p)) for p in sample_paths]
-  summary = summarize_scores(out_paths, list(scorers))
-  summary.update(shards_scored=len(todo), shards_already_scored=skipped, rows_scored=num_rows,
+  sample_keys = {record_key(r) for r in rows}
+  summary = summarize_scores((r for r in store.records() if record_key(r) in sample_keys),
+                             list(scorers))
+  summary.update(rows_scored_now=len(todo), rows_already_scored=len(rows) - len(todo),
                  seconds=round(seconds, 2),
-                 texts_per_second=round(num_rows / max(seconds, 1e-9), 1))
+                 texts_per_second=round(len(todo) / max(seconds, 1e-9), 1))
   write_json_atomic(os.path.join(scores_dir, "summary.json"), summary)
   return summary
 

@@ -38,6 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "model" = the embedded default; or a .gguf file / Hugging Face directory.
   c.tokenizer = "sampler"
   c.prompts_path = ""  # "" = DIR/sample_config.json's prompts (only metrics that read prompts)
+  c.rows_per_append = 1000   # rows scored between two durable appends to DIR/scores/
+  c.records_per_shard = 1000
   if arg == "smoke":
     c.metrics = ("length_words", "length_chars", "mtld", "flesch_reading_ease",
                  "toxicity_offline", "num_list_items")

@@ -42,9 +42,17 @@ def test_cli_smoke_writes_shards(tmp_path):
     assert 0 <= r["num_tokens"] <= 8
   summary = json.load(open(tmp_path / "samples" / "summary.json"))
   assert summary["num_records"] == 12 and summary["k"] == 3
-  # A second run into the same directory refuses rather than mixing outputs.
+  # The same command again resumes: nothing left to do, nothing rewritten.
+  before = {s: (tmp_path / "samples" / s).read_bytes() for s in shards}
   again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert again.returncode != 0 and "--overwrite" in again.stderr
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.loads(again.stdout)["records_written_now"] == 0
+  assert {s: (tmp_path / "samples" / s).read_bytes() for s in shards} == before
+  # Settings that change the samples are refused rather than mixed into this run.
+  changed = subprocess.run(cmd + ["--config.sampling.temperature=0.5"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+  assert changed.returncode != 0
+  assert "sampling.temperature: 1.0 -> 0.5" in changed.stderr and "--overwrite" in changed.stderr
 
 
 def test_missing_prompt_file(tmp_path):

@@ -45,6 +45,17 @@ def _read(path):
   return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
+def _scores(run):
+  """Score records keyed by (prompt_id, sample_index)."""
+  from ai_jax.store.records import iter_records
+  return {(r["prompt_id"], r["sample_index"]): r for r in iter_records(str(run / "scores"))}
+
+
+def _samples(run):
+  from ai_jax.store.records import iter_records
+  return list(iter_records(str(run / "samples")))
+
+
 def test_cli_writes_aligned_score_shards(tmp_path):
   run = _make_run(tmp_path / "run")
   proc = subprocess.run(
@@ -53,53 +64,60 @@ def test_cli_writes_aligned_score_shards(tmp_path):
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "scoring" in proc.stderr and "score/s" in proc.stderr  # progress bar
-  for s in range(3):
-    samples = _read(run / "samples" / f"shard-{s:05d}.jsonl")
-    scores = _read(run / "scores" / f"shard-{s:05d}.jsonl")
-    assert [(r["prompt_id"], r["sample_index"]) for r in samples] == [
-        (r["prompt_id"], r["sample_index"]) for r in scores]
-    for sample, rec in zip(samples, scores):
-      assert rec["length_chars"] == len(sample["text"])
-      assert set(rec) == {"prompt_id", "sample_index", "score_errors",
-                          *score_config.get_config("smoke").metrics}
+  scores = _scores(run)
+  samples = _samples(run)
+  assert len(scores) == len(samples) == 15
+  for sample in samples:
+    rec = scores[(sample["prompt_id"], sample["sample_index"])]
+    assert rec["length_chars"] == len(sample["text"])
+    assert set(rec) == {"prompt_id", "sample_index", "score_errors",
+                        *score_config.get_config("smoke").metrics}
   manifest = json.load(open(run / "scores" / "metrics.json"))
   assert manifest["columns"]["mtld"]["higher_means"]
   assert manifest["columns"]["toxicity_offline"]["version"] == "alt-profanity-check-1.9.1"
   summary = json.load(open(run / "scores" / "summary.json"))
   assert summary["columns"]["length_chars"]["rows"] == 15
-  assert summary["shards_scored"] == 3
+  assert summary["rows_scored_now"] == 15
 
 
-def test_resume_scores_only_missing_shards(tmp_path):
+def test_resume_scores_only_missing_rows(tmp_path):
   run = _make_run(tmp_path / "run")
-  first = score_cli.run(_config(), str(run))
-  assert first["shards_scored"] == 3
-  before = (run / "scores" / "shard-00001.jsonl").read_text()
-  os.remove(run / "scores" / "shard-00002.jsonl")
-  again = score_cli.run(_config(), str(run))
-  assert again["shards_scored"] == 1 and again["shards_already_scored"] == 2
-  assert (run / "scores" / "shard-00001.jsonl").read_text() == before
-  assert again["columns"]["length_words"]["rows"] == 15  # summary covers every shard
-  # A samples shard whose rows changed is rescored, not trusted.
-  path = run / "samples" / "shard-00000.jsonl"
-  rows = _read(path)
-  rows[0]["sample_index"] = 7
-  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-  third = score_cli.run(_config(), str(run))
-  assert third["shards_scored"] == 1
-  assert _read(run / "scores" / "shard-00000.jsonl")[0]["sample_index"] == 7
+  c = _config()
+  c.rows_per_append = 4
+  c.records_per_shard = 6
+  first = score_cli.run(c, str(run))
+  assert first["rows_scored_now"] == 15
+  shards = sorted((run / "scores").glob("shard-*.jsonl"))
+  assert len(shards) == 3
+  before = shards[0].read_text()
+  # A crash mid-append: the last shard loses its last line and half of the one before.
+  data = shards[-1].read_bytes()
+  lines = data.split(b"\n")
+  shards[-1].write_bytes(b"\n".join(lines[:-3]) + b"\n" + lines[-3][:20])
+  again = score_cli.run(c, str(run))
+  assert again["rows_scored_now"] == 2 and again["rows_already_scored"] == 13
+  assert shards[0].read_text() == before
+  assert again["columns"]["length_words"]["rows"] == 15  # summary covers every row
+  assert len(_scores(run)) == 15
+  # New sample records (a sampling run that grew) are scored on the next run, alone.
+  with open(run / "samples" / "shard-00002.jsonl", "a") as f:
+    f.write(json.dumps({"prompt_id": "extra", "sample_index": 0, "text": "More text here.",
+                        "num_tokens": 3, "finish_reason": "stop"}) + "\n")
+  third = score_cli.run(c, str(run))
+  assert third["rows_scored_now"] == 1
+  assert _scores(run)[("extra", 0)]["length_chars"] == len("More text here.")
 
 
 def test_other_metrics_refuse_without_overwrite(tmp_path):
   run = _make_run(tmp_path / "run")
   score_cli.run(_config("length_words"), str(run))
   before = {p: p.read_text() for p in (run / "scores").iterdir()}
-  with pytest.raises(FileExistsError, match="--overwrite"):
+  with pytest.raises(ValueError, match="--overwrite"):
     score_cli.run(_config("length_words", "num_questions"), str(run))
   assert {p: p.read_text() for p in (run / "scores").iterdir()} == before
   out = score_cli.run(_config("length_words", "num_questions"), str(run), overwrite=True)
-  assert out["shards_scored"] == 3
-  assert "num_questions" in _read(run / "scores" / "shard-00000.jsonl")[0]
+  assert out["rows_scored_now"] == 15
+  assert all("num_questions" in r for r in _scores(run).values())
 
 
 def test_unsampled_rows_and_failures_are_reported(tmp_path, monkeypatch):
@@ -118,7 +136,8 @@ def test_unsampled_rows_and_failures_are_reported(tmp_path, monkeypatch):
   '''))
   monkeypatch.syspath_prepend(str(tmp_path))
   summary = score_cli.run(_config("length_chars", "mtld", "fail_metric:picky"), str(run))
-  scores = _read(run / "scores" / "shard-00000.jsonl")
+  by_key = _scores(run)
+  scores = [by_key[(r["prompt_id"], r["sample_index"])] for r in rows]
   assert scores[1]["length_chars"] is None
   assert scores[1]["score_errors"]["length_chars"] == "not sampled: prompt_too_long"
   assert scores[2]["length_chars"] == 3 and scores[2]["mtld"] is None
@@ -142,7 +161,7 @@ def test_prompt_reading_metric(tmp_path, monkeypatch):
   from ai_jax.data import prompts as prompts_lib
   by_id = {p["prompt_id"]: p["prompt"]
            for p in prompts_lib.read_prompts_jsonl("builtin:default_prompts")}
-  for rec in _read(run / "scores" / "shard-00000.jsonl"):
+  for rec in _scores(run).values():
     assert rec["prompt_len"] == len(by_id[rec["prompt_id"]])
 
 
@@ -172,6 +191,7 @@ def test_length_tokens_uses_the_sampling_models_tokenizer(tmp_path):
   tokenizer, source = loading.load_tokenizer()
   manifest = json.load(open(run / "scores" / "metrics.json"))
   assert manifest["tokenizer"] == source
-  for sample, rec in zip(_read(run / "samples" / "shard-00000.jsonl"),
-                         _read(run / "scores" / "shard-00000.jsonl")):
+  scores = _scores(run)
+  for sample in _samples(run):
+    rec = scores[(sample["prompt_id"], sample["sample_index"])]
     assert rec["length_tokens"] == len(tokenizer.encode(sample["text"], add_bos=False))

@@ -38,10 +38,15 @@ class DecodeState:
   stopped_R: jax.Array          # row emitted a stop token
 
 
-def row_keys(seed, prompt_hash_B, num_samples: int):
-  """Per-row PRNG keys from (seed, prompt_id hash, sample_index): batch-independent."""
+def row_keys(seed, prompt_hash_B, num_samples: int, first_sample=0):
+  """Per-row PRNG keys from (seed, prompt_id hash, sample_index): batch-independent.
+
+  Rows are sample indices first_sample .. first_sample + num_samples - 1, so a run
+  extended from k to k' > k draws only the new indices and the old ones stay as they were.
+  """
   base = jax.random.PRNGKey(seed)
-  sample_idx_K = jnp.arange(num_samples, dtype=jnp.uint32)
+  sample_idx_K = jnp.asarray(first_sample, jnp.uint32) + jnp.arange(num_samples,
+                                                                     dtype=jnp.uint32)
   per_prompt = jax.vmap(lambda h: jax.random.fold_in(base, h))(prompt_hash_B)
   per_row = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(sample_idx_K))(
       per_prompt)
@@ -55,7 +60,8 @@ def _constrain(tree, axes_tree, mesh: Mesh | None):
       tree, mesh_lib.tree_shardings(axes_tree, tree, mesh))
 
 
-def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.LlamaConfig,
+def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
+             config: llama.LlamaConfig,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples K continuations of each of B left-padded prompts; returns arrays per row."""
   model = llama.Llama(config)
@@ -78,7 +84,7 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, *, config: llama.L
   cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
   logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
   prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
-  keys_R2 = row_keys(seed, prompt_hash_B, K)
+  keys_R2 = row_keys(seed, prompt_hash_B, K, first_sample)
   stop_ids = jnp.asarray(spec.stop_ids, jnp.int32)
 
   def cond(state: DecodeState):
@@ -116,7 +122,8 @@ def compiled_generate(config: llama.LlamaConfig, spec: DecodeSpec, strategy,
   batch = mesh_lib.batch_sharding(mesh, 2)
   vec = mesh_lib.batch_sharding(mesh, 1)
   out = {"tokens_RN": batch, "num_tokens_R": vec, "stopped_R": vec, "prompt_len_B": vec}
-  return jax.jit(fn, in_shardings=(None, batch, batch, vec, mesh_lib.replicated(mesh)),
+  rep = mesh_lib.replicated(mesh)
+  return jax.jit(fn, in_shardings=(None, batch, batch, vec, rep, rep),
                  out_shardings=out)
 
 

@@ -36,6 +36,7 @@ class SamplingOptions:
   max_context: int | None = None           # default: the model's max_position_embeddings
   chat_template: bool = True               # render prompts with the model's chat template
   return_token_ids: bool = False
+  first_sample_index: int = 0              # draw sample indices first .. first + k - 1
 
   def __post_init__(self):
     if self.num_samples < 1:
@@ -101,7 +102,8 @@ def _encode_all(model, prompts: Sequence[dict], options: SamplingOptions) -> lis
 def _records_for(e: _Encoded, options: SamplingOptions, rows: dict | None, tok) -> list[dict]:
   out = []
   for j in range(options.num_samples):
-    rec: dict[str, Any] = {"prompt_id": e.prompt_id, "sample_index": j}
+    rec: dict[str, Any] = {"prompt_id": e.prompt_id,
+                           "sample_index": options.first_sample_index + j}
     if rows is None:
       rec.update(text="", num_tokens=0, finish_reason="prompt_too_long")
       ids = []
@@ -166,7 +168,8 @@ def iter_sample_batches(model, prompts, options: SamplingOptions
       tokens_BT[b, T - len(e.ids):] = e.ids
       mask_BT[b, T - len(e.ids):] = True
       hashes_B[b] = prompt_hash(e.prompt_id)
-    out = fn(model.params, tokens_BT, mask_BT, hashes_B, np.int32(options.seed))
+    out = fn(model.params, tokens_BT, mask_BT, hashes_B, np.int32(options.seed),
+             np.int32(options.first_sample_index))
     out = jax.device_get(out)
     records = []
     for b, e in enumerate(batch):
