@@ -125,3 +125,35 @@ def test_bad_config_values():
   config.sampling.k = 0
   with pytest.raises(ValueError, match="num_samples"):
     sample_cli.options_from_config(config)
+
+
+def _lines(folder):
+  return sorted(line for p in sorted(folder.glob("shard-*.jsonl")) for line in open(p))
+
+
+@requires_embedded
+def test_sample_stage_resumes_after_a_torn_write_and_extends_k(tmp_path):
+  config = sample_config.get_config("smoke")
+  config.sampling.k = 2
+  clean = tmp_path / "clean"
+  sample_cli.run(config, str(clean))
+  # Same config, second directory: byte-identical records.
+  crash = tmp_path / "crash"
+  sample_cli.run(config, str(crash))
+  assert _lines(crash / "samples") == _lines(clean / "samples")
+  # A crash: the last shard loses a record and keeps half of another.
+  last = sorted((crash / "samples").glob("shard-*.jsonl"))[-1]
+  data = last.read_bytes().split(b"\n")
+  last.write_bytes(b"\n".join(data[:-3]) + b"\n" + data[-3][:15])
+  summary = sample_cli.run(config, str(crash))
+  assert summary["records_written_now"] == 2 and summary["torn_bytes_dropped_on_open"] == 15
+  assert _lines(crash / "samples") == _lines(clean / "samples")
+  # Raising k samples only the new indices; the result equals a fresh k=3 run.
+  config.sampling.k = 3
+  summary = sample_cli.run(config, str(crash))
+  assert summary["records_written_now"] == 4 and summary["num_records"] == 12
+  fresh = tmp_path / "fresh"
+  sample_cli.run(config, str(fresh))
+  assert _lines(crash / "samples") == _lines(fresh / "samples")
+  teachers = {json.loads(line)["teacher"] for line in _lines(fresh / "samples")}
+  assert teachers == {"SmolLM2-135M-Instruct.Q4_1"}

@@ -193,3 +193,16 @@ def test_from_config():
   assert strategies.from_config(temperature=0.7, top_k=5) == strategies.TopK(5, 0.7)
   assert strategies.from_config(top_p=0.9) == strategies.TopP(0.9, 1.0)
   assert strategies.from_config(top_p=1.0) == strategies.Temperature(1.0)
+
+
+def test_first_sample_index_draws_the_same_samples_as_a_larger_k(tiny_config, tiny_params,
+                                                               char_tokenizer):
+  model = _model(tiny_config, tiny_params, char_tokenizer, (1, 1))
+  prompts = [{"prompt_id": "p0", "prompt": "hello"}, {"prompt_id": "p1", "prompt": "abc"}]
+  strategy = strategies.Temperature(1.0)
+  full = sampler.sample_records(model, prompts, sampler.SamplingOptions(
+      num_samples=4, max_new_tokens=6, strategy=strategy, seed=3))
+  tail = sampler.sample_records(model, prompts, sampler.SamplingOptions(
+      num_samples=2, max_new_tokens=6, strategy=strategy, seed=3, first_sample_index=2))
+  assert [r for r in full if r["sample_index"] >= 2] == tail
+  assert len({r["text"] for r in full}) > 2  # the samples do differ
