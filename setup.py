@@ -33,8 +33,10 @@ setuptools.setup(
         # Reference libraries the metric tests compare against (never imported by ai_jax):
         # textstat (readability), lexicalrichness (MTLD & co.), alt-profanity-check
         # (toxicity_offline's source model; it pins scikit-learn and joblib exactly).
+        # tensorflow-datasets (no TensorFlow) and pyarrow: prompt sets from TFDS / parquet.
         "test": ["pytest", "transformers>=4.45", "textstat==0.7.13", "lexicalrichness==0.5.1",
-                 "alt-profanity-check==1.9.1"],
+                 "alt-profanity-check==1.9.1", "tensorflow-datasets", "pyarrow"],
+        "data": ["tensorflow-datasets", "pyarrow"],
         # Reference implementation for parity tests and benchmarks only.
         "ref": ["torch==2.13.0", "transformers>=4.45"],
     },

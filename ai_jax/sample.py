@@ -56,6 +56,35 @@ def output_fields(config, model_identity: dict) -> dict:
                        "too_long": s.too_long, "chat_template": s.chat_template}}
 
 
+def load_prompts(config):
+  """The configured prompt set (split and deduplicated when a split is asked for)."""
+  from ai_jax.data import prompts as prompts_lib
+  p = config.prompts
+  return prompts_lib.load_prompt_set(
+      p.path, limit=p.limit or None, split=p.get("split", "") or None,
+      held_out_fraction=p.get("held_out_fraction", 0.1), salt=p.get("split_salt", ""),
+      field=p.get("field", "") or None)
+
+
+def run_prompts(workdir: str, path_override: str = "") -> dict[str, object]:
+  """prompt_id -> prompt for a run's prompt set, read as the sampling stage read it
+  (DIR/sample_config.json), every split included; path_override replaces its path."""
+  import json
+
+  from ai_jax.data import prompts as prompts_lib
+  config_path = os.path.join(workdir, "sample_config.json")
+  prompts_config = {}
+  if os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      prompts_config = json.load(f).get("prompts", {})
+  path = path_override or prompts_config.get("path")
+  if not path:
+    raise FileNotFoundError(f"{config_path} is missing: name the prompts the samples came "
+                            "from in config.prompts_path")
+  field = prompts_config.get("field") or None if not path_override else None
+  return {p["prompt_id"]: p["prompt"] for p in prompts_lib.load_prompt_set(path, field=field)}
+
+
 def _missing(store: RecordStore, prompts, teacher: str, k: int) -> dict[int, list]:
   """first missing sample index -> prompts that need indices first .. k-1."""
   groups: dict[int, list] = collections.defaultdict(list)
@@ -92,12 +121,11 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   from tqdm import tqdm
 
   from ai_jax import loading
-  from ai_jax.data import prompts as prompts_lib
   from ai_jax.sampling import sampler
 
   # Validate everything cheap before loading weights or compiling.
   options = options_from_config(config)
-  prompts = prompts_lib.read_prompts_jsonl(config.prompts.path, config.prompts.limit or None)
+  prompts = load_prompts(config)
   model_path = loading.resolve_model_path(config.model.path or None)
   fields = output_fields(config, loading.model_identity(model_path))
   teacher = teacher_name(config, model_path)
@@ -136,6 +164,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     sample_s = time.time() - t1
   summary = {
       "model": model_path, "teacher": teacher, "num_prompts": len(prompts),
+      "prompt_set": dict(getattr(prompts, "stats", {})),
       "k": options.num_samples,
       **summarize(out_dir, teacher, {p["prompt_id"] for p in prompts}, options.num_samples),
       "records_written_now": written,

@@ -48,16 +48,8 @@ def _resolve_tokenizer(config, workdir):
 
 
 def _prompt_texts(config, workdir) -> dict[str, str]:
-  from ai_jax.data import prompts as prompts_lib
-  path = config.prompts_path
-  if not path:
-    sample_config = os.path.join(workdir, "sample_config.json")
-    if not os.path.exists(sample_config):
-      raise FileNotFoundError(f"a metric needs the prompts: set config.prompts_path ("
-                              f"{sample_config} is missing)")
-    with open(sample_config, encoding="utf-8") as f:
-      path = json.load(f)["prompts"]["path"]
-  return {p["prompt_id"]: _prompt_text(p["prompt"]) for p in prompts_lib.read_prompts_jsonl(path)}
+  from ai_jax.sample import run_prompts
+  return {i: _prompt_text(p) for i, p in run_prompts(workdir, config.prompts_path).items()}
 
 
 def _prompt_text(prompt) -> str:

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from ai_jax.sample import run_prompts
 from ai_jax.selection import ablation, candidates, strategies
 from ai_jax.store.atomic import write_json_atomic, write_jsonl_atomic
 from ai_jax.store.records import KEY_FIELDS, iter_records, record_key
@@ -63,15 +64,6 @@ def joined_rows(workdir: str) -> tuple[list[dict], list[str]]:
   if not rows:
     raise SelectionInputError(f"no sample records in {samples_dir}")
   return rows, metrics
-
-
-def _prompt_texts(config, workdir: str) -> dict[str, object]:
-  from ai_jax.data import prompts as prompts_lib
-  path = config.prompts_path
-  if not path:
-    with open(os.path.join(workdir, "sample_config.json"), encoding="utf-8") as f:
-      path = json.load(f)["prompts"]["path"]
-  return {p["prompt_id"]: p["prompt"] for p in prompts_lib.read_prompts_jsonl(path)}
 
 
 def arms_from_config(config) -> dict[str, strategies.Strategy]:
@@ -149,7 +141,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     if missing:
       raise SelectionInputError(f"arm {arm!r} needs metrics {missing}, which were not scored; "
                                 f"scored metrics: {metrics}")
-  prompt_texts = _prompt_texts(config, workdir)
+  prompt_texts = run_prompts(workdir, config.prompts_path)
   unknown = sorted({r["prompt_id"] for r in rows} - set(prompt_texts))
   if unknown:
     raise SelectionInputError(f"prompt ids {unknown[:5]} are not in the prompts file; set "

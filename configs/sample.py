@@ -21,8 +21,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh_shape = (-1, 1)       # (data, model); -1 = all remaining devices
 
   c.prompts = ml_collections.ConfigDict()
+  # A .jsonl/.json/.csv/.parquet file, "builtin:NAME" (default_prompts, alpaca_eval,
+  # self_instruct_seed, rtp_toxic) or "tfds:NAME[/CONFIG]:SPLIT" (ai_jax.data.prompts).
   c.prompts.path = "builtin:default_prompts"
   c.prompts.limit = 0          # 0 = all prompts in the file
+  c.prompts.field = ""         # "" = "prompt" (or Alpaca's instruction+input); a column name
+  c.prompts.split = ""         # "" = all; "train" / "held_out": a hash split of the text
+  c.prompts.held_out_fraction = 0.1
+  c.prompts.split_salt = ""
 
   c.sampling = ml_collections.ConfigDict()
   c.sampling.k = 10

@@ -157,3 +157,17 @@ def test_sample_stage_resumes_after_a_torn_write_and_extends_k(tmp_path):
   assert _lines(crash / "samples") == _lines(fresh / "samples")
   teachers = {json.loads(line)["teacher"] for line in _lines(fresh / "samples")}
   assert teachers == {"SmolLM2-135M-Instruct.Q4_1"}
+  # The stages chain on that run directory: score, then select with its baselines.
+  from ai_jax import score as score_cli
+  from ai_jax import select as select_cli
+  from configs import score as score_config
+  from configs import select as select_config
+  score_cli.run(score_config.get_config("smoke"), str(fresh))
+  out = select_cli.run(select_config.get_config("smoke"), str(fresh))
+  assert set(out["arms"]) == {"best_length_words", "random", "first"}
+  train = [json.loads(line) for line in open(fresh / "selection" / "best_length_words" /
+                                             "train.jsonl")]
+  by_id = {p["prompt_id"]: p["prompt"] for p in prompts_lib.load_prompt_set(
+      "builtin:default_prompts")}
+  assert [r["prompt"] for r in train] == [by_id[r["prompt_id"]] for r in train]
+  assert len(train) == 4 and all(r["teacher"] == "SmolLM2-135M-Instruct.Q4_1" for r in train)
