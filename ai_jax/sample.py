@@ -8,14 +8,14 @@ fsynced per batch; a torn tail after a crash is dropped on reopen), each keyed b
 sample indices already stored are skipped. Raising sampling.k or adding prompts extends
 the run (each sample's randomness is keyed by its prompt and index, so old samples stay
 valid); changing anything that decides the outputs (model, sampling settings, seed) is
-refused, see DIR/samples/fingerprint.json. DIR/samples/summary.json counts finish
+refused, see DIR/samples/fingerprint.<teacher>.json; another teacher (config.model.name,
+by default the model's file name) samples into the same run beside it. DIR/samples/summary.json counts finish
 reasons and the share of samples cut by max_new_tokens over the whole store.
 """
 
 from __future__ import annotations
 
 import collections
-import glob
 import os
 import shutil
 import time
@@ -132,11 +132,14 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   out_dir = os.path.join(workdir, "samples")
   if overwrite and os.path.isdir(out_dir):
     shutil.rmtree(out_dir)
-  if not fingerprint_lib.check(out_dir, fields):
-    if glob.glob(os.path.join(out_dir, "shard-*.jsonl")):
+  # One fingerprint per teacher: several teachers sample into one run (their samples are
+  # pooled per prompt at selection), each refusing changes to its own settings.
+  if not fingerprint_lib.check(out_dir, fields, name=teacher):
+    if any(r.get("teacher") == teacher for r in iter_records(out_dir)):
       raise fingerprint_lib.FingerprintMismatch(
-          f"{out_dir} holds records without a fingerprint; use a new --workdir or --overwrite")
-    fingerprint_lib.write(out_dir, fields)
+          f"{out_dir} holds records of teacher {teacher!r} without a fingerprint; use a new "
+          "--workdir or --overwrite")
+    fingerprint_lib.write(out_dir, fields, name=teacher)
   write_json_atomic(os.path.join(workdir, "sample_config.json"), config.to_dict())
   store = RecordStore(out_dir, config.output.records_per_shard)
   groups = _missing(store, prompts, teacher, options.num_samples)

@@ -17,6 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.path = ""            # "" = embedded SmolLM2-135M-Instruct; or a .gguf / HF dir
+  c.model.name = ""            # the teacher's name in the records; "" = the model file's name
   c.model.dtype = "float32"    # compute dtype: "float32" or "bfloat16"
   c.mesh_shape = (-1, 1)       # (data, model); -1 = all remaining devices
 

@@ -171,3 +171,13 @@ def test_sample_stage_resumes_after_a_torn_write_and_extends_k(tmp_path):
       "builtin:default_prompts")}
   assert [r["prompt"] for r in train] == [by_id[r["prompt_id"]] for r in train]
   assert len(train) == 4 and all(r["teacher"] == "SmolLM2-135M-Instruct.Q4_1" for r in train)
+  # A second teacher (here the same weights under another name) samples into the same run;
+  # selection pools both teachers' samples per prompt.
+  config.model.name = "second"
+  config.sampling.k = 1
+  summary = sample_cli.run(config, str(fresh))
+  assert summary["teacher"] == "second" and summary["records_written_now"] == 4
+  assert (fresh / "samples" / "fingerprint.second.json").exists()
+  score_cli.run(score_config.get_config("smoke"), str(fresh))
+  out = select_cli.run(select_config.get_config("smoke"), str(fresh))
+  assert out["num_samples"] == 16

@@ -79,6 +79,16 @@ def test_fingerprint_refuses_changed_settings(tmp_path):
     fingerprint.check(str(tmp_path), changed)
 
 
+def test_fingerprints_per_teacher_live_side_by_side(tmp_path):
+  fingerprint.write(str(tmp_path), {"model": "a"}, name="teacher/a")
+  fingerprint.write(str(tmp_path), {"model": "b"}, name="teacher-b")
+  assert fingerprint.check(str(tmp_path), {"model": "a"}, name="teacher/a")
+  assert fingerprint.check(str(tmp_path), {"model": "b"}, name="teacher-b")
+  assert not fingerprint.check(str(tmp_path), {"model": "c"}, name="teacher-c")
+  with pytest.raises(fingerprint.FingerprintMismatch, match="model: 'a' -> 'b'"):
+    fingerprint.check(str(tmp_path), {"model": "b"}, name="teacher/a")
+
+
 _WRITER = textwrap.dedent('''
     import random, sys, time
     from ai_jax.store.records import RecordStore

@@ -43,10 +43,16 @@ def describe_changes(old: dict, new: dict) -> list[str]:
           for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 
-def check(folder: str, fields: dict) -> bool:
-  """True if folder has a fingerprint equal to fields', False if it has none; raises
-  FingerprintMismatch (listing the changes) if it has another one."""
-  path = os.path.join(folder, FILE_NAME)
+def _file(folder: str, name: str) -> str:
+  safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+  return os.path.join(folder, f"fingerprint.{safe}.json" if name else FILE_NAME)
+
+
+def check(folder: str, fields: dict, name: str = "") -> bool:
+  """True if folder has a fingerprint (the one called `name`, e.g. a teacher's) equal to
+  fields', False if it has none; raises FingerprintMismatch listing the changes if it has
+  another one."""
+  path = _file(folder, name)
   if not os.path.exists(path):
     return False
   with open(path, encoding="utf-8") as f:
@@ -61,8 +67,8 @@ def check(folder: str, fields: dict) -> bool:
       "delete the old records.")
 
 
-def write(folder: str, fields: dict) -> None:
+def write(folder: str, fields: dict, name: str = "") -> None:
   os.makedirs(folder, exist_ok=True)
   fields = json.loads(json.dumps(fields))
-  write_json_atomic(os.path.join(folder, FILE_NAME),
+  write_json_atomic(_file(folder, name),
                     {"fingerprint": fingerprint(fields), "fields": fields})
