@@ -23,6 +23,8 @@ def run_stage(run: Callable, example: str, *, help_config: str,
                                 "Replace this stage's existing outputs in --workdir.")
 
   def main(argv):
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if config.value is None or workdir.value is None:

@@ -72,3 +72,8 @@ def write(folder: str, fields: dict, name: str = "") -> None:
   fields = json.loads(json.dumps(fields))
   write_json_atomic(_file(folder, name),
                     {"fingerprint": fingerprint(fields), "fields": fields})
+
+
+def json_roundtrip(obj):
+  """obj as it reads back from JSON (tuples become lists), for comparisons."""
+  return json.loads(json.dumps(obj))

@@ -1,0 +1,227 @@
+"""The training loop: config -> model, data, sharded state, jitted steps, checkpoints,
+metrics and the exported student. `ai_jax.train` is its command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from ai_jax.models import llama
+from ai_jax.sharding import mesh as mesh_lib
+from ai_jax.store.atomic import write_json_atomic
+from ai_jax.training import checkpoint, data as data_lib, step as step_lib
+
+
+def optim_config(config, total_steps: int) -> step_lib.OptimConfig:
+  o = config.optim
+  return step_lib.OptimConfig(
+      learning_rate=o.learning_rate, warmup_steps=o.warmup_steps, total_steps=total_steps,
+      decay=o.decay, end_lr_fraction=o.end_lr_fraction, b1=o.b1, b2=o.b2, eps=o.eps,
+      weight_decay=o.weight_decay, decay_norms_and_embeddings=o.decay_norms_and_embeddings,
+      grad_clip_norm=o.grad_clip_norm)
+
+
+def _lora(config):
+  if not config.lora.rank:
+    return None
+  from ai_jax.training import lora
+  return lora.LoraConfig(rank=config.lora.rank, alpha=config.lora.alpha,
+                         targets=tuple(config.lora.targets), init_seed=config.seed)
+
+
+def _total_steps(config, iterator: data_lib.BatchIterator) -> int:
+  if config.train.steps:
+    return int(config.train.steps)
+  return int(config.train.epochs * iterator.batches_per_epoch)
+
+
+class MetricsLog:
+  """train_metrics.jsonl (one line per step, appended and flushed), plus TensorBoard
+  when tensorboardX is installed."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, "train_metrics.jsonl")
+    kept = []
+    if os.path.exists(self.path):  # drop lines past the checkpoint we resume from
+      with open(self.path, encoding="utf-8") as f:
+        kept = [line for line in f if line.endswith("\n")
+                and json.loads(line)["step"] <= resume_step]
+    with open(self.path, "w", encoding="utf-8") as f:
+      f.writelines(kept)
+    self.file = open(self.path, "a", encoding="utf-8")
+    self.tb = None
+    try:
+      from tensorboardX import SummaryWriter
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    except ImportError:
+      pass
+
+  def write(self, record: dict) -> None:
+    self.file.write(json.dumps(record) + "\n")
+    self.file.flush()
+    if self.tb is not None:
+      for k, v in record.items():
+        if k != "step" and isinstance(v, (int, float)):
+          self.tb.add_scalar(k, v, record["step"])
+
+  def close(self) -> None:
+    self.file.close()
+    if self.tb is not None:
+      self.tb.close()
+
+  def records(self) -> list[dict]:
+    with open(self.path, encoding="utf-8") as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_loss(records: list[dict], path: str) -> None:
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(6, 4))
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  ax.plot([r["step"] for r in records], [r["loss"] for r in records], lw=1)
+  ax.set_xlabel("step")
+  ax.set_ylabel("train loss (completion tokens)")
+  ax.grid(alpha=0.3)
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=100)
+  os.replace(tmp, path)
+
+
+def run(config, workdir: str, overwrite: bool = False) -> dict:
+  from tqdm import tqdm
+
+  from ai_jax import loading
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if overwrite:
+    for name in ("checkpoints", "export", "train_metrics.jsonl"):
+      path = os.path.join(workdir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+  os.makedirs(workdir, exist_ok=True)
+  rows = data_lib.read_training_rows(config.data.path)  # cheap checks before the model
+
+  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
+  model = loading.load_model(config.model.path or None, dtype="float32", mesh=None)
+  model_config = model.config.replace(dtype=config.model.compute_dtype)
+  max_len = min(config.data.max_len, model_config.max_position_embeddings)
+  examples, data_stats = data_lib.encode_rows(rows, model.tokenizer, max_len,
+                                              config.data.too_long, config.data.chat_template)
+  data_axis = mesh.shape["data"]
+  accum = max(1, int(config.train.grad_accum_steps))
+  if config.train.batch_size % (data_axis * accum):
+    raise ValueError(f"train.batch_size={config.train.batch_size} must be a multiple of the "
+                     f"data axis ({data_axis}) x grad_accum_steps ({accum})")
+  iterator = data_lib.BatchIterator(examples, config.train.batch_size, int(model.tokenizer.pad_id),
+                                    max_len, config.data.min_bucket, seed=config.seed)
+  total_steps = _total_steps(config, iterator)
+  optim = optim_config(config, total_steps)
+
+  base = jax.device_get(model.params)
+  lora_config = _lora(config)
+  base_axes = llama.logical_axes(model_config)
+  if lora_config is None:
+    trainable, frozen, merge = base, {}, step_lib.identity_merge
+    trainable_axes, frozen_axes = base_axes, {}
+  else:
+    from ai_jax.training import lora
+    trainable, frozen, merge = lora.init_adapters(base, lora_config), base, lora.merge
+    trainable_axes, frozen_axes = lora.adapter_axes(trainable, base_axes), base_axes
+  optimizer = step_lib.make_optimizer(optim, trainable)
+  init_fn = lambda t, f: step_lib.init_state(t, f, optimizer, config.seed)  # noqa: E731
+  state_shape = jax.eval_shape(init_fn, trainable, frozen)
+  rules = mesh_lib.TRAINING_RULES
+  shardings = step_lib.state_shardings(state_shape, trainable_axes, frozen_axes, mesh, rules,
+                                       optimizer)
+  compat = {"model": dataclasses.asdict(model_config),
+            "lora": dataclasses.asdict(lora_config) if lora_config else None,
+            "trainable": checkpoint.tree_signature(state_shape.params),
+            "opt_state": checkpoint.tree_signature(state_shape.opt_state)}
+
+  mngr = checkpoint.manager(ckpt_dir, config.checkpoint.keep)
+  restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state_shape, shardings),
+                                       compat)
+  if restored is None:
+    state = jax.jit(init_fn, out_shardings=shardings)(trainable, frozen)
+    start = 0
+  else:
+    state, data_state, start = restored
+    iterator.restore(data_state)
+  del base, trainable, frozen, model
+
+  step_fn = step_lib.jit_train_step(model_config, optimizer, merge, accum, shardings, mesh)
+  batch_sharding = mesh_lib.batch_sharding(mesh, 2)
+  schedule = step_lib.learning_rate_schedule(optim)
+  log = MetricsLog(workdir, start)
+  t_start = time.time()
+  # stop_after_steps ends this process early, as a preemption would (the schedule still
+  # spans total_steps); the rerun resumes from the last checkpoint.
+  end = total_steps if not config.train.stop_after_steps else min(
+      total_steps, start + int(config.train.stop_after_steps))
+  with tqdm(total=total_steps, initial=start, unit="step", desc="training",
+            dynamic_ncols=True) as bar:
+    for step in range(start, end):
+      batch = next(iterator)
+      order_digest = hashlib.sha256(batch["example_ids_B"].tobytes()).hexdigest()[:12]
+      batch = {k: jax.device_put(v, batch_sharding) for k, v in batch.items()
+               if k.endswith("_BT")}
+      t0 = time.time()
+      state, metrics = step_fn(state, batch)
+      metrics = jax.device_get(metrics)
+      dt = time.time() - t0
+      record = {"step": step + 1, "loss": float(metrics["loss"]),
+                "learning_rate": float(schedule(step)), "grad_norm": float(metrics["grad_norm"]),
+                "tokens": int(metrics["tokens"]), "step_seconds": round(dt, 4),
+                "tokens_per_second": round(float(metrics["tokens"]) / max(dt, 1e-9), 1),
+                "epoch": iterator.epoch, "batch_digest": order_digest}
+      if not np.isfinite(record["loss"]):
+        raise FloatingPointError(f"loss is {record['loss']} at step {step + 1}; lower "
+                                 "optim.learning_rate or check the training data")
+      log.write(record)
+      bar.update(1)
+      bar.set_postfix(loss=f"{record['loss']:.4f}")
+      done = step + 1
+      if done % config.checkpoint.every_steps == 0 or done in (total_steps, end):
+        checkpoint.save(mngr, done, state, iterator.state(), compat)
+  log.close()
+  records = log.records()
+  if records:
+    plot_loss(records, os.path.join(workdir, "loss.png"))
+
+  export_dir = os.path.join(workdir, "export", "hf")
+  finished = end == total_steps
+  if config.export.hf and finished:
+    export_student(state, merge, model_config, config, export_dir)
+  summary = {"steps": total_steps, "resumed_from_step": start, "stopped_at_step": end,
+             "finished": finished,
+             "train_seconds": round(time.time() - t_start, 2),
+             "data": dataclasses.asdict(data_stats), "batches_per_epoch": iterator.batches_per_epoch,
+             "final_loss": records[-1]["loss"] if records else None,
+             "first_loss": records[0]["loss"] if records else None,
+             "export": export_dir if config.export.hf and finished else None,
+             "lora": dataclasses.asdict(lora_config) if lora_config else None}
+  write_json_atomic(os.path.join(workdir, "train_summary.json"), summary)
+  return summary
+
+
+def export_student(state, merge, model_config, config, path: str) -> None:
+  """Writes the (merged) student as an HF checkpoint that ai_jax.load_model and
+  transformers both load; the tokenizer is the base model's."""
+  from ai_jax import loading
+  params = jax.device_get(merge(state.params, state.frozen))
+  params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+  tokenizer, source = loading.load_tokenizer(config.model.path or None)
+  student = loading.LoadedModel(config=model_config.replace(dtype="float32"), params=params,
+                                tokenizer=tokenizer, mesh=None, source=source)
+  loading.export_hf(student, path, overwrite=True)
