@@ -150,7 +150,7 @@ def train_step(state: TrainState, batch: dict, *, config: llama.LlamaConfig,
   grads = jax.tree.map(lambda g: g.astype(jnp.float32) / denom, grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss_sum / denom, "tokens": count, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss_sum / denom, "tokens": count, "grad_norm": optax.tree.norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

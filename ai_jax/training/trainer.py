@@ -112,7 +112,11 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   os.makedirs(workdir, exist_ok=True)
   rows = data_lib.read_training_rows(config.data.path)  # cheap checks before the model
 
-  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
+  shape = tuple(config.mesh_shape)
+  devices = jax.devices()
+  if -1 not in shape:  # an explicit shape may use fewer devices than the host has
+    devices = devices[:int(np.prod(shape))]
+  mesh = mesh_lib.make_mesh(shape, devices)
   model = loading.load_model(config.model.path or None, dtype="float32", mesh=None)
   model_config = model.config.replace(dtype=config.model.compute_dtype)
   max_len = min(config.data.max_len, model_config.max_position_embeddings)
