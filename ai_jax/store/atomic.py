@@ -30,9 +30,9 @@ def write_jsonl_atomic(path: str, records: Iterable[dict]) -> None:
                                   for r in records))
 
 
-def read_jsonl(path: str) -> list[dict]:
-  """Rows of a JSONL file; a malformed line raises ValueError naming file:line."""
-  rows = []
+def iter_jsonl(path: str, what: str = "row"):
+  """(line number, object) for each non-blank line; a malformed line raises ValueError
+  naming file:line."""
   with open(path, encoding="utf-8") as f:
     for line_no, line in enumerate(f, 1):
       if not line.strip():
@@ -40,9 +40,14 @@ def read_jsonl(path: str) -> list[dict]:
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); the file is damaged — "
-                         "re-create it (the stage that wrote it can be rerun)") from e
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); fix or re-create the "
+                         "file (the stage that wrote it can be rerun)") from e
       if not isinstance(row, dict):
-        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-      rows.append(row)
-  return rows
+        raise ValueError(f"{path}:{line_no}: expected a JSON object per {what}, got "
+                         f"{type(row).__name__}")
+      yield line_no, row
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """Rows of a JSONL file; a malformed line raises ValueError naming file:line."""
+  return [row for _, row in iter_jsonl(path)]

@@ -20,11 +20,12 @@ batches of `batch_size` examples, each padded to a power-of-two length bucket (a
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from ai_jax.store.atomic import iter_jsonl
 
 TOO_LONG = ("truncate", "skip", "error")
 
@@ -57,20 +58,18 @@ def read_training_rows(path: str) -> list[dict]:
                             "`python -m ai_jax.select --workdir DIR` (DIR/selection/<arm>/"
                             "train.jsonl) or pass --config.data.path")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except ValueError as e:
-        raise TrainingDataError(f"{path}:{line_no}: not valid JSON ({e})") from e
-      if not isinstance(row, dict) or "prompt" not in row:
+  try:
+    for line_no, row in iter_jsonl(path, what="training example"):
+      if "prompt" not in row:
         raise TrainingDataError(f"{path}:{line_no}: a row needs 'prompt' and 'completion'")
       if not isinstance(row.get("completion"), str):
         raise TrainingDataError(f"{path}:{line_no}: 'completion' is missing or not a string; "
                                 "every training row needs the text the student learns")
       rows.append(row)
+  except TrainingDataError:
+    raise
+  except ValueError as e:
+    raise TrainingDataError(str(e)) from e
   if not rows:
     raise TrainingDataError(f"training set {path!r} is empty: nothing to train on (did "
                             "selection drop every prompt? see its summary.json)")
