@@ -290,9 +290,14 @@ class MLP(nn.Module):
     gate_DF = _param(self, "gate_proj", (D, F), ("embed", "mlp"))
     up_DF = _param(self, "up_proj", (D, F), ("embed", "mlp"))
     down_FD = _param(self, "down_proj", (F, D), ("mlp", "embed"))
-    gate_BTF = jnp.einsum("btd,df->btf", x_BTD, gate_DF.astype(dt))
-    up_BTF = jnp.einsum("btd,df->btf", x_BTD, up_DF.astype(dt))
-    return jnp.einsum("btf,fd->btd", jax.nn.silu(gate_BTF) * up_BTF, down_FD.astype(dt))
+    # 2-D matmuls over flattened tokens: with 3-D einsums the weight gradients contract
+    # over (b, t) and XLA:CPU writes transposed copies of the [B*T, F] activation
+    # gradients (~16% of a SmolLM2 training step, benchmarks/RESULTS.md).
+    B, T, _ = x_BTD.shape
+    x_ND = x_BTD.reshape(B * T, D)
+    gate_NF = x_ND @ gate_DF.astype(dt)
+    up_NF = x_ND @ up_DF.astype(dt)
+    return ((jax.nn.silu(gate_NF) * up_NF) @ down_FD.astype(dt)).reshape(B, T, D)
 
 
 class Block(nn.Module):
