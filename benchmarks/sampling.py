@@ -22,13 +22,14 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from benchmarks import machine
 
 from ai_jax.loading import LoadedModel, default_model_path, export_hf, load_model
 from ai_jax.models import llama
@@ -81,13 +82,7 @@ def parse_args(argv=None):
 
 
 def machine_info() -> dict:
-  cpu = platform.processor() or ""
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name:"):
-        cpu = line.split(":", 1)[1].strip()
-  except OSError:
-    pass
+  cpu = machine.cpu_model()
   info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
           "jax_devices": [str(d) for d in jax.devices()]}
   import flax

@@ -52,6 +52,8 @@ import time
 
 import numpy as np
 
+from benchmarks import machine
+
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of the device name.
 PEAK_BF16_FLOPS = [("H200", 989.4e12), ("H100 PCIe", 756e12), ("H100", 989.4e12),
                    ("A100", 312e12), ("L4", 121e12), ("A10G", 70e12)]
@@ -273,13 +275,7 @@ def run_torch(args, workdir: str) -> dict:
 # ---------------------------------------------------------------------------------- parent
 
 def machine_info() -> dict:
-  cpu = platform.processor() or ""
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name:"):
-        cpu = line.split(":", 1)[1].strip()
-  except OSError:
-    pass
+  cpu = machine.cpu_model()
   mem = 0
   with open("/proc/meminfo") as f:
     mem = int(f.readline().split()[1]) * 1024

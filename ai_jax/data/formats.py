@@ -13,6 +13,8 @@ import json
 import os
 from typing import Iterator, NamedTuple
 
+from ai_jax.store.atomic import iter_jsonl
+
 
 class PromptFileError(ValueError):
   pass
@@ -29,19 +31,12 @@ def _line(path: str, lineno: int) -> Where:
 
 
 def read_jsonl(path: str) -> Iterator[tuple[Where, dict]]:
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise PromptFileError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be "
-                              'an object like {"prompt_id": "p1", "prompt": "..."}') from None
-      if not isinstance(row, dict):
-        raise PromptFileError(f"{path}:{lineno}: expected an object with a 'prompt' field, got "
-                              f"{line.strip()[:80]!r}")
+  try:
+    for lineno, row in iter_jsonl(path, what="prompt"):
       yield _line(path, lineno), row
+  except ValueError as e:  # store.atomic's file:line message, plus what a prompt row is
+    raise PromptFileError(f"{e}; each line must be an object like "
+                          '{"prompt_id": "p1", "prompt": "..."}') from None
 
 
 def read_json(path: str) -> Iterator[tuple[Where, dict]]:

@@ -53,8 +53,9 @@ def _to_float(value) -> tuple[float, str | None]:
   return x, None
 
 
-def _sub_context(context: registry.ScoreContext, lo: int, hi: int) -> registry.ScoreContext:
-  prompts = None if context.prompts is None else context.prompts[lo:hi]
+def _sub_context(context: registry.ScoreContext, rows) -> registry.ScoreContext:
+  """The context for the given row indices (the prompts follow their texts)."""
+  prompts = None if context.prompts is None else [context.prompts[i] for i in rows]
   return dataclasses.replace(context, prompts=prompts)
 
 
@@ -69,7 +70,7 @@ def _score_chunk(scorer: registry.Scorer, texts, context) -> tuple[list[float], 
     values, errors = [], {}
     for i, text in enumerate(texts):
       try:
-        (value,), row_errors = _score_chunk(scorer, [text], _sub_context(context, i, i + 1))
+        (value,), row_errors = _score_chunk(scorer, [text], _sub_context(context, [i]))
         if row_errors:
           errors[i] = row_errors[0]
       except registry.MetricError:
@@ -107,8 +108,7 @@ def _score_one_scorer(scorer, texts, context, skip, on_rows):
   for lo in range(0, len(todo), step):
     rows = todo[lo:lo + step]
     sub_texts = [texts[i] for i in rows]
-    sub_context = dataclasses.replace(
-        context, prompts=None if context.prompts is None else [context.prompts[i] for i in rows])
+    sub_context = _sub_context(context, rows)
     try:
       values, chunk_errors = _score_chunk(scorer, sub_texts, sub_context)
     except registry.MetricError:

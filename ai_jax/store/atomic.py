@@ -43,8 +43,8 @@ def iter_jsonl(path: str, what: str = "row"):
         raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg}); fix or re-create the "
                          "file (the stage that wrote it can be rerun)") from e
       if not isinstance(row, dict):
-        raise ValueError(f"{path}:{line_no}: expected a JSON object per {what}, got "
-                         f"{type(row).__name__}")
+        raise ValueError(f"{path}:{line_no}: expected an object (one JSON object per "
+                         f"{what}), got {type(row).__name__}")
       yield line_no, row
 
 
