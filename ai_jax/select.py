@@ -20,6 +20,7 @@ every run rather than resumed.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 
@@ -112,18 +113,11 @@ def _arm_outputs(groups, choices, metrics, prompt_texts) -> tuple[list[dict], di
       "prompts": len(groups), "kept": len(train), "dropped": len(groups) - len(train),
       "dropped_reasons": strategies.count_reasons(choices),
       "kept_cut_by_max_new_tokens_share": cut / max(len(train), 1),
-      "kept_teachers": _counts(r["teacher"] for r in train),
+      "kept_teachers": dict(collections.Counter(r["teacher"] for r in train)),
       "mean_score_kept_vs_all": {
           m: {"kept": _nanmean(kept_scores[m]), "all": _nanmean(all_scores[m])}
           for m in metrics}}
   return train, summary
-
-
-def _counts(values) -> dict:
-  out: dict = {}
-  for v in values:
-    out[v] = out.get(v, 0) + 1
-  return out
 
 
 def _nanmean(values) -> float | None:
