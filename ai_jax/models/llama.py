@@ -245,11 +245,14 @@ class Attention(nn.Module):
     o_NHD = _param(self, "o_proj", (N, H, D), ("heads", "head_dim", "embed"))
 
     inv_freq = rope_inv_freq(cfg)
-    q_BTNH = apply_rope(jnp.einsum("btd,dnh->btnh", x_BTD, q_DNH.astype(dt)), positions_BT,
-                        inv_freq)
-    k_BTKH = apply_rope(jnp.einsum("btd,dkh->btkh", x_BTD, k_DKH.astype(dt)), positions_BT,
-                        inv_freq)
-    v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, v_DKH.astype(dt))
+    B, T = x_BTD.shape[:2]
+    # 2-D matmuls over flattened tokens, as in MLP (no transposed gradient copies).
+    x_ND = x_BTD.reshape(B * T, D)
+    q_BTNH = apply_rope((x_ND @ q_DNH.reshape(D, N * H).astype(dt)).reshape(B, T, N, H),
+                        positions_BT, inv_freq)
+    k_BTKH = apply_rope((x_ND @ k_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H),
+                        positions_BT, inv_freq)
+    v_BTKH = (x_ND @ v_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H)
 
     if cache_k_BSKH is None:  # Plain forward: attend within the given tokens only.
       keys_BSKH, values_BSKH = k_BTKH, v_BTKH
@@ -259,7 +262,6 @@ class Attention(nn.Module):
       values_BSKH = jax.lax.dynamic_update_slice_in_dim(
           cache_v_BSKH, v_BTKH.astype(cache_v_BSKH.dtype), write_index, axis=1)
 
-    B, T = x_BTD.shape[:2]
     S = keys_BSKH.shape[1]
     scale = np.float32(1.0 / np.sqrt(H))
     q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
@@ -273,7 +275,8 @@ class Attention(nn.Module):
       out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
     else:
       out_BTKGH = _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt)
-    out_BTD = jnp.einsum("btnh,nhd->btd", out_BTKGH.reshape(B, T, N, H), o_NHD.astype(dt))
+    out_BTD = (out_BTKGH.reshape(B * T, N * H) @ o_NHD.reshape(N * H, D).astype(dt)
+               ).reshape(B, T, D)
     if cache_k_BSKH is None:
       return out_BTD, None, None
     return out_BTD, keys_BSKH, values_BSKH

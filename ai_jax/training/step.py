@@ -102,8 +102,13 @@ def token_losses(params: Params, batch: dict, config: llama.LlamaConfig) -> tupl
   logits_BTV, _ = llama.Llama(config).apply({"params": params}, tokens_BT, positions_BT,
                                             input_mask_BT)
   # Position t predicts token t+1; the loss mask marks the predicted (completion) tokens.
-  return masked_cross_entropy(logits_BTV[:, :-1], tokens_BT[:, 1:],
-                              batch["loss_mask_BT"][:, 1:])
+  # Targets shift left instead of the logits (the last position gets weight 0): slicing the
+  # [B, T, V] logits costs a copy, and its gradient a pad and a transpose, of the largest
+  # activation in the step.
+  targets_BT = jnp.concatenate([tokens_BT[:, 1:], tokens_BT[:, :1]], axis=1)
+  weights_BT = jnp.concatenate([batch["loss_mask_BT"][:, 1:],
+                                jnp.zeros_like(batch["loss_mask_BT"][:, :1])], axis=1)
+  return masked_cross_entropy(logits_BTV, targets_BT, weights_BT)
 
 
 def masked_cross_entropy(logits_BTV, targets_BT, weights_BT) -> tuple[jax.Array, jax.Array]:
