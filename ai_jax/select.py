@@ -67,14 +67,37 @@ def joined_rows(workdir: str) -> tuple[list[dict], list[str]]:
   return rows, metrics
 
 
+BASELINES = ("random", "first")
+
+
 def arms_from_config(config) -> dict[str, strategies.Strategy]:
-  """{arm name: strategy}: the targeted strategy, then each baseline with the same cut
-  policy (only the choice may differ between arms)."""
-  main = strategies.from_config(config.strategy)
-  name = config.get("arm_name", "") or _default_arm_name(config.strategy)
-  arms = {name: main}
-  exclude_cut = bool(config.strategy.get("exclude_cut", False))
+  """{arm name: strategy}: the targeted strategies, then each baseline with the same cut
+  policy (only the choice may differ between arms).
+
+  config.arms ({name: strategy config}, several targeted arms; each takes
+  config.exclude_cut unless it sets the same value) replaces config.strategy when set.
+  """
+  targeted = dict(config.get("arms", None) or {})
+  if targeted:
+    exclude_cut = bool(config.get("exclude_cut", False))
+    arms = {}
+    for name, strategy_config in targeted.items():
+      if name in BASELINES or name == "base":
+        raise ValueError(f"arm name {name!r} collides with a baseline arm ('base', "
+                         f"{', '.join(map(repr, BASELINES))}); rename it")
+      d = dict(strategy_config)
+      if bool(d.setdefault("exclude_cut", exclude_cut)) != exclude_cut:
+        raise ValueError(f"arm {name!r} sets exclude_cut={d['exclude_cut']} but the "
+                         f"experiment's is {exclude_cut}: every arm needs the same cut policy")
+      arms[name] = strategies.from_config(d)
+  else:
+    main = strategies.from_config(config.strategy)
+    name = config.get("arm_name", "") or _default_arm_name(config.strategy)
+    arms = {name: main}
+    exclude_cut = bool(config.strategy.get("exclude_cut", False))
   for baseline in config.baselines:
+    if baseline in arms:
+      raise ValueError(f"arm name {baseline!r} collides with the {baseline!r} baseline")
     if baseline == "random":
       arms["random"] = strategies.Random(seed=config.seed, exclude_cut=exclude_cut)
     elif baseline == "first":
@@ -153,9 +176,10 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     write_json_atomic(os.path.join(out_root, arm, "summary.json"), arm_summary)
     summary["arms"][arm] = {k: arm_summary[k] for k in ("kept", "dropped", "dropped_reasons")}
 
-  ablation_metric = config.ablation.metric or config.strategy.get("metric", "")
+  first_targeted = next(iter((config.get("arms", None) or {}).values()), None) or config.strategy
+  ablation_metric = config.ablation.metric or first_targeted.get("metric", "")
   if config.ablation.enabled and ablation_metric:
-    maximize = bool(config.ablation.get("maximize", config.strategy.get("maximize", True)))
+    maximize = bool(config.ablation.get("maximize", first_targeted.get("maximize", True)))
     table = ablation.ablation_table(groups, ablation_metric, maximize=maximize,
                                     num_bootstrap=config.ablation.num_bootstrap,
                                     seed=config.seed)

@@ -12,6 +12,7 @@ from typing import Iterable
 
 
 def write_text_atomic(path: str, text: str) -> None:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp.{os.getpid()}"
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(text)

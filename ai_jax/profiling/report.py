@@ -1,0 +1,457 @@
+"""The experiment's read-out: report.md and PNG plots from its summary dict.
+
+`write_report(summary, distributions, out_dir)` writes, each file atomically:
+  out_dir/report.md                 arms, per-mode tables, distribution shift, ablation, times
+  out_dir/plots/metrics_<mode>.png  per evaluation mode: a grid with one panel per metric,
+                                    one bar per arm, the CI as a whisker
+  out_dir/plots/shift_<metric>.png  per targeted metric: step histograms and ECDFs of the
+                                    per-sample values, one line per arm
+and returns {"report": path, "metrics_<mode>": path, "shift_<metric>": path} (names use
+the mode and metric as given; file names replace characters outside [A-Za-z0-9_.+-]).
+
+The summary contract (JSON-able; every key below except "arms" and "evaluations" may be
+missing, and every value documented as "| None" renders as "n/a"):
+
+  {"title": str,                                   # default "Experiment report"
+   "arms": {arm: {                                 # order = bar and row order
+       "kind": "base" | "baseline" | "targeted",
+       "description": str,
+       "selection": None | {"kept": int, "dropped": int,
+                            "kept_cut_by_max_new_tokens_share": float,   # in [0, 1]
+                            "mean_score_kept_vs_all": {metric: {"kept": float | None,
+                                                                "all": float | None}}},
+       "train": None | {"steps": int, "examples": int, "final_loss": float | None}}},
+   "targeted_metrics": [metric, ...],              # get a shift plot each
+   "evaluations": {mode: {                         # e.g. "greedy", "sampled", "toxicity"
+       "description": str,
+       "metrics": {metric: {
+           "higher_means": "more" | "less" | None,
+           "arms": {arm: {"estimate": Estimate.to_dict() | None,
+                          "vs_base": comparison | None,
+                          "vs_random": comparison | None}}}}}},
+   "ablation": None | {"metric": str, "png": str (optional; relative to out_dir, or
+                       absolute), "rows": [ablation_table rows: "j", "expected_best",
+                       "expected_best_ci_low", "expected_best_ci_high", ...]},
+   "stage_seconds": {stage: float},
+   "confidence": float}                            # default 0.95
+
+A comparison is stats.jsonable(stats.paired_difference(arm, other)) ({"diff", "pct",
+"n_paired", ...}); the report shows "vs base" as pct, "vs random" as diff. Estimate
+objects are accepted wherever an Estimate dict is. Arms found under a metric but not in
+"arms" are appended in order of appearance.
+
+distributions = {metric: {arm: [per-sample values, None for unscored]}} (greedy samples);
+a targeted metric without an entry gets a "no data" plot.
+
+Metric plots show every metric of the mode unless `plot_metrics` names a subset (targeted
+metrics always kept): 4 columns, small fonts, readable up to ~30 panels. Bars start at 0,
+so a small shift is better read from the tables.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ai_jax.profiling.stats import Estimate
+from ai_jax.store.atomic import write_text_atomic
+
+_GRID_COLS = 4
+_MAX_BINS = 60
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def fmt_num(x, signed: bool = False) -> str:
+  """About 3 significant digits, no exponent between 1e-3 and 1e6; "n/a" for None/NaN/inf."""
+  if x is None:
+    return "n/a"
+  x = float(x)
+  if not math.isfinite(x):
+    return "n/a"
+  if x == 0.0:
+    return "0"
+  mag = math.floor(math.log10(abs(x)))
+  s = f"{x:.{max(0, 2 - mag)}f}" if -3 <= mag < 6 else f"{x:.3g}"
+  return "+" + s if signed and x > 0 else s
+
+
+def _est(d) -> Estimate | None:
+  if d is None or isinstance(d, Estimate):
+    return d
+  return Estimate.from_dict(d)
+
+
+def _fmt_est(d, signed: bool = False, unit: str = "") -> str:
+  est = _est(d)
+  if est is None or est.value is None:
+    return "n/a"
+  value = fmt_num(est.value, signed) + unit
+  if est.low is None or est.high is None:
+    return f"{value} [n/a]"
+  return f"{value} [{fmt_num(est.low, signed)}{unit}, {fmt_num(est.high, signed)}{unit}]"
+
+
+def _fmt_duration(seconds) -> str:
+  if seconds is None or not math.isfinite(float(seconds)):
+    return "n/a"
+  s = float(seconds)
+  if s < 60:
+    return f"{s:.1f} s"
+  if s < 3600:
+    return f"{int(s // 60)} min {s % 60:04.1f} s"
+  return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def _count(x) -> str:
+  return "n/a" if x is None else str(x)
+
+
+def _cell(text) -> str:
+  # A "|" or newline in free text would break the table row.
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _slug(name: str, used: set[str]) -> str:
+  slug = re.sub(r"[^A-Za-z0-9_.+-]", "_", str(name)) or "_"
+  out, i = slug, 1
+  while out in used:  # two names that differ only in odd characters must not overwrite
+    i += 1
+    out = f"{slug}_{i}"
+  used.add(out)
+  return out
+
+
+def _arm_order(summary: Mapping) -> list[str]:
+  found = [arm for mode in (summary.get("evaluations") or {}).values()
+           for metric in ((mode or {}).get("metrics") or {}).values()
+           for arm in ((metric or {}).get("arms") or {})]
+  return list(dict.fromkeys([*(summary.get("arms") or {}), *found]))
+
+
+def _finite(values) -> np.ndarray:
+  values_N = np.array([np.nan if v is None else v for v in (values or [])], np.float64)
+  return values_N[np.isfinite(values_N)]
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float):
+  # Figure + Agg canvas directly: no pyplot, so no global backend switch and no state
+  # shared with whatever else the process plots.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(width, height), dpi=100)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _png_bytes(fig) -> bytes:
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png")
+  return buf.getvalue()
+
+
+def _colors(arms: Sequence[str]) -> dict[str, Any]:
+  import matplotlib
+  cmap = matplotlib.colormaps["tab10" if len(arms) <= 10 else "tab20"]
+  return {arm: cmap(i % cmap.N) for i, arm in enumerate(arms)}
+
+
+def _render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence[str],
+                        colors: Mapping[str, Any], confidence: float) -> bytes:
+  from matplotlib.patches import Patch
+  names = list(metrics)
+  ncols = max(1, min(_GRID_COLS, len(names)))
+  nrows = max(1, math.ceil(len(names) / ncols))
+  legend_rows = math.ceil(max(1, len(arms)) / 5)
+  top_in = 0.45 + 0.2 * legend_rows
+  height = 2.3 * nrows + top_in
+  # Wide enough for the legend title when there are only one or two panels.
+  fig = _new_figure(max(3.0 * ncols, 6.5), height)
+  if not names:
+    fig.text(0.5, 0.5, f"{mode}: no metrics (n/a)", ha="center", va="center")
+  for i, metric in enumerate(names):
+    entry = metrics[metric] or {}
+    by_arm = entry.get("arms") or {}
+    ax = fig.add_subplot(nrows, ncols, i + 1)
+    drawn = 0
+    for x, arm in enumerate(arms):
+      est = _est((by_arm.get(arm) or {}).get("estimate"))
+      if est is None or est.value is None:
+        # An empty slot reads as a missing bar, not as a value of 0.
+        ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=6,
+                transform=ax.get_xaxis_transform())
+        continue
+      drawn += 1
+      ax.bar(x, est.value, width=0.8, color=colors[arm])
+      if est.low is not None and est.high is not None:
+        # Whiskers drawn from low to high, not as +-err: a percentile interval need not
+        # be symmetric, nor even contain the point estimate.
+        ax.vlines(x, est.low, est.high, color="black", linewidth=1.0)
+        ax.hlines([est.low, est.high], x - 0.15, x + 0.15, color="black", linewidth=1.0)
+      if arm == "base":
+        ax.axhline(est.value, color="gray", linestyle="--", linewidth=0.7)
+    if not drawn:
+      ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", fontsize=8,
+              transform=ax.transAxes)
+    higher = entry.get("higher_means")
+    ax.set_title(metric + (f" (higher = {higher})" if higher else ""), fontsize=8)
+    ax.set_xticks([])
+    ax.set_xlim(-0.6, max(len(arms), 1) - 0.4)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(True, axis="y", alpha=0.3)
+  handles = [Patch(color=colors[a], label=a) for a in arms]
+  if handles:
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=7,
+               title=f"{mode}: mean over prompts, whiskers = {100 * confidence:g}% CI "
+                     "(dashed: base)", title_fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - top_in / height))
+  return _png_bytes(fig)
+
+
+def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
+  lo, hi = float(pooled_N.min()), float(pooled_N.max())
+  if np.all(pooled_N == np.round(pooled_N)):
+    # Integer-valued (word counts): bins aligned on integers, else they alias into combs.
+    width = max(1, math.ceil((hi - lo + 1) / _MAX_BINS))
+    return np.arange(lo - 0.5, hi + 0.5 + width, width)
+  edges = np.histogram_bin_edges(pooled_N, bins="auto")
+  return edges if edges.size <= _MAX_BINS + 1 else np.linspace(lo, hi, _MAX_BINS + 1)
+
+
+def _render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence[str],
+                      colors: Mapping[str, Any]) -> bytes:
+  fig = _new_figure(11.0, 4.2)
+  ax_hist = fig.add_subplot(1, 2, 1)
+  ax_cdf = fig.add_subplot(1, 2, 2)
+  series = [(arm, _finite(by_arm.get(arm))) for arm in arms if arm in by_arm]
+  series = [(arm, v) for arm, v in series if v.size]
+  if not series:
+    for ax in (ax_hist, ax_cdf):
+      ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", transform=ax.transAxes)
+  else:
+    edges = _bin_edges(np.concatenate([v for _, v in series]))
+    for arm, values_N in series:
+      # Base drawn thicker: it is the reference the shift is read against.
+      width = 2.2 if arm == "base" else 1.3
+      label = f"{arm} (n={values_N.size}, mean={fmt_num(values_N.mean())})"
+      ax_hist.hist(values_N, bins=edges, density=True, histtype="step", color=colors[arm],
+                   linewidth=width, label=label)
+      sorted_N = np.sort(values_N)
+      ax_cdf.step(sorted_N, np.arange(1, sorted_N.size + 1) / sorted_N.size, where="post",
+                  color=colors[arm], linewidth=width, label=label)
+    ax_hist.legend(fontsize=7, loc="best")
+  for ax, ylabel, title in ((ax_hist, "density", f"{metric}: per-sample distribution"),
+                            (ax_cdf, "share of samples <= x", "ECDF")):
+    ax.set(xlabel=metric, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+  fig.tight_layout()
+  return _png_bytes(fig)
+
+
+def _write_bytes_atomic(path: str, data: bytes) -> None:
+  # Same scheme as ai_jax.store.atomic (temp in the same folder, fsync, rename), for bytes.
+  tmp = f"{path}.tmp.{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+# --- markdown ------------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence], align: str) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|"]
+  lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+  return lines
+
+
+def _arms_section(summary: Mapping, arms: Sequence[str]) -> list[str]:
+  info = summary.get("arms") or {}
+  rows, score_rows = [], []
+  targeted = list(summary.get("targeted_metrics") or [])
+  for arm in arms:
+    a = info.get(arm) or {}
+    sel = a.get("selection") or {}
+    train = a.get("train") or {}
+    share = sel.get("kept_cut_by_max_new_tokens_share")
+    rows.append([arm, a.get("kind") or "n/a", a.get("description") or "",
+                 _count(sel.get("kept")), _count(sel.get("dropped")),
+                 "n/a" if share is None else f"{fmt_num(100 * share)}%",
+                 _count(train.get("steps")), _count(train.get("examples")),
+                 fmt_num(train.get("final_loss"))])
+    means = sel.get("mean_score_kept_vs_all") or {}
+    # Targeted metrics first: they are what the selection was meant to move.
+    for metric in [m for m in targeted if m in means] + [m for m in means if m not in targeted]:
+      kept, all_ = (means[metric] or {}).get("kept"), (means[metric] or {}).get("all")
+      gap = None if kept is None or all_ is None else kept - all_
+      score_rows.append([arm, metric, fmt_num(kept), fmt_num(all_), fmt_num(gap, True)])
+  lines = ["## Arms", ""]
+  if not rows:
+    return lines + ["n/a (no arms)", ""]
+  lines += _table(["arm", "kind", "description", "kept", "dropped",
+                   "kept cut by max_new_tokens", "train steps", "train examples",
+                   "final loss"], rows, "lllrrrrrr")
+  lines.append("")
+  if score_rows:
+    lines += ["Selection: mean score of the kept samples against all samples of the pool.",
+              ""]
+    lines += _table(["arm", "metric", "mean kept", "mean all", "kept - all"], score_rows,
+                    "llrrr")
+    lines.append("")
+  return lines
+
+
+def _evaluation_section(mode: str, entry: Mapping, arms: Sequence[str], plot: str | None,
+                        confidence: float) -> list[str]:
+  lines = [f"## Evaluation: {mode}", ""]
+  if entry.get("description"):
+    lines += [str(entry["description"]), ""]
+  if plot:
+    lines += [f"![metrics, {mode}]({plot})", ""]
+  metrics = entry.get("metrics") or {}
+  if not metrics:
+    return lines + ["n/a (no metrics)", ""]
+  ci = f"{100 * confidence:g}% CI"
+  rows = []
+  for metric, m in metrics.items():
+    m = m or {}
+    by_arm = m.get("arms") or {}
+    label = metric + (f" (higher = {m['higher_means']})" if m.get("higher_means") else "")
+    for arm in arms:
+      a = by_arm.get(arm) or {}
+      est = _est(a.get("estimate"))
+      n = "n/a" if est is None else (f"{est.n}" + (f" ({est.n_missing} missing)"
+                                                    if est.n_missing else ""))
+      vs_base = (a.get("vs_base") or {}).get("pct")
+      vs_random = (a.get("vs_random") or {}).get("diff")
+      rows.append([label, arm, _fmt_est(est), n, _fmt_est(vs_base, True, "%"),
+                   _fmt_est(vs_random, True)])
+  lines += _table(["metric", "arm", f"mean [{ci}]", "prompts", f"vs base, % [{ci}]",
+                   f"vs random, difference [{ci}]"], rows, "llrrrr")
+  return lines + [""]
+
+
+def _shift_section(targeted: Sequence[str], plots: Mapping[str, str]) -> list[str]:
+  lines = ["## Distribution shift of the targeted metrics (greedy samples)", ""]
+  if not targeted:
+    return lines + ["n/a (no targeted metric)", ""]
+  # The plots' legends carry each arm's sample count and mean.
+  for metric in targeted:
+    lines += [f"![shift, {metric}]({plots[metric]})", ""]
+  return lines
+
+
+def _ablation_section(ablation, out_dir: str) -> list[str]:
+  if not ablation:
+    return ["## Sample-count ablation", "", "n/a (not run)", ""]
+  metric = ablation.get("metric") or "n/a"
+  lines = [f"## Sample-count ablation: {metric}", ""]
+  png = ablation.get("png")
+  if png:
+    rel = os.path.relpath(png, out_dir) if os.path.isabs(png) else png
+    lines += [f"![ablation, {metric}]({rel})", ""]
+  rows = ablation.get("rows") or []
+  if not rows:
+    return lines + ["n/a (no rows)", ""]
+  lines += ["Expected best score of j samples per prompt (exact over all j-subsets), "
+            "mean over prompts.", ""]
+  body = [[r.get("j", "n/a"),
+           _fmt_est({"value": r.get("expected_best"), "low": r.get("expected_best_ci_low"),
+                     "high": r.get("expected_best_ci_high")})] for r in rows]
+  return lines + _table(["j", "expected best [CI]"], body, "rr") + [""]
+
+
+def _times_section(stage_seconds: Mapping | None) -> list[str]:
+  lines = ["## Stage wall times", ""]
+  if not stage_seconds:
+    return lines + ["n/a", ""]
+  rows = [[stage, _fmt_duration(s)] for stage, s in stage_seconds.items()]
+  finite = [float(s) for s in stage_seconds.values() if s is not None and math.isfinite(s)]
+  rows.append(["total", _fmt_duration(sum(finite))])
+  return lines + _table(["stage", "wall time"], rows, "lr") + [""]
+
+
+def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
+                     out_dir: str) -> str:
+  """report.md's text; plots = {"metrics": {mode: rel path}, "shift": {metric: rel path}}."""
+  confidence = float(summary.get("confidence") or 0.95)
+  arms = _arm_order(summary)
+  pct = f"{100 * confidence:g}%"
+  lines = [f"# {summary.get('title') or 'Experiment report'}", "",
+           f"Values are means over prompts; brackets are {pct} percentile bootstrap CIs over "
+           "prompts (prompts resampled with replacement). \"vs base\" (change in % of the "
+           "base mean) and \"vs random\" (difference in the metric's units) are paired by "
+           "prompt: both arms on the same prompts and resamples. n/a = not available.", ""]
+  lines += _arms_section(summary, arms)
+  for mode, entry in (summary.get("evaluations") or {}).items():
+    lines += _evaluation_section(mode, entry or {}, arms, plots["metrics"].get(mode),
+                                 confidence)
+  lines += _shift_section(list(summary.get("targeted_metrics") or []), plots["shift"])
+  lines += _ablation_section(summary.get("ablation"), out_dir)
+  lines += _times_section(summary.get("stage_seconds"))
+  return "\n".join(lines)
+
+
+def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, *,
+                 plot_metrics: Sequence[str] | None = None) -> dict[str, str]:
+  """Writes report.md and the plots under out_dir (contract in the module docstring);
+  returns {"report" | "metrics_<mode>" | "shift_<metric>": path}. plot_metrics limits the
+  metric plots to these metrics plus the targeted ones (default: every metric)."""
+  if not isinstance(summary, Mapping):
+    raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
+  missing = [k for k in ("arms", "evaluations") if k not in summary]
+  if missing:
+    raise ValueError(f"summary lacks {missing}; see ai_jax.profiling.report for the contract")
+  distributions = distributions or {}
+  confidence = float(summary.get("confidence") or 0.95)
+  arms = _arm_order(summary)
+  extra = [a for by_arm in distributions.values() for a in (by_arm or {}) if a not in arms]
+  # One color per arm across every plot, arms only found in distributions included.
+  colors = _colors(arms + list(dict.fromkeys(extra)))
+  plot_dir = os.path.join(out_dir, "plots")
+  os.makedirs(plot_dir, exist_ok=True)
+  targeted = list(summary.get("targeted_metrics") or [])
+  keep = None if plot_metrics is None else set(plot_metrics) | set(targeted)
+
+  paths: dict[str, str] = {}
+  rel: dict[str, dict[str, str]] = {"metrics": {}, "shift": {}}
+  used: dict[str, set[str]] = {"metrics": set(), "shift": set()}
+
+  def emit(kind: str, name: str, png: bytes) -> None:
+    file_name = f"{kind}_{_slug(name, used[kind])}.png"
+    _write_bytes_atomic(os.path.join(plot_dir, file_name), png)
+    paths[f"{kind}_{name}"] = os.path.join(plot_dir, file_name)
+    rel[kind][name] = f"plots/{file_name}"
+
+  for mode, entry in (summary.get("evaluations") or {}).items():
+    metrics = (entry or {}).get("metrics") or {}
+    if keep is not None:
+      metrics = {k: v for k, v in metrics.items() if k in keep}
+    emit("metrics", mode, _render_metrics_png(mode, metrics, arms, colors, confidence))
+  for metric in targeted:
+    by_arm = distributions.get(metric) or {}
+    order = [a for a in arms if a in by_arm] + [a for a in by_arm if a not in arms]
+    emit("shift", metric, _render_shift_png(metric, by_arm, order, colors))
+
+  report = os.path.join(out_dir, "report.md")
+  write_text_atomic(report, _render_markdown(summary, rel, out_dir) + "\n")
+  paths["report"] = report
+  return paths

@@ -1,0 +1,180 @@
+r"""Active inheritance ("LLM See, LLM Do"): sample -> score -> select -> train -> evaluate.
+
+  python -m experiments.active_inheritance --config configs/active_inheritance.py:smoke \
+      --workdir /tmp/ai_smoke
+  python -m experiments.active_inheritance --config configs/active_inheritance.py \
+      --workdir runs/default --config.sample.sampling.k=8
+
+Args:
+  smoke    a few prompts and steps: the whole pipeline in about two minutes on 2 CPU cores
+           (tests and CI).
+  ""       the default (README's main command): SmolLM2-135M-Instruct teaches itself on 96
+           AlpacaEval instructions, k=4; longest-of-4 vs random vs first vs the untuned
+           student on 80 held-out AlpacaEval instructions, plus the toxicity protocol on
+           RealToxicityPrompts. About half an hour on 2 CPU cores.
+  paper    Alpaca-52k (a local alpaca_data.json or TFDS), k=10, the paper's evaluation
+           protocol (greedy held-out answers; 25 samples per toxic prompt at top-p 0.9);
+           meant for a GPU or TPU.
+
+The stage sections are the stage CLIs' own configs (configs/sample.py, score.py,
+train.py), so every stage option is here under the same name, e.g.
+--config.train.optim.learning_rate=1e-4. The experiment overrides the parts that must agree
+across stages (prompts, model paths, the training step budget).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _sibling(name: str):
+  """configs/<name>.py, loaded by path: config files are not an installed package."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_ai_jax_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+ARGS = ("default", "smoke", "paper")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = arg or "default"
+  if arg not in ARGS:
+    raise ValueError(f"configs/active_inheritance.py takes '', 'smoke' or 'paper', got {arg!r}")
+  c = ml_collections.ConfigDict()
+  c.name = f"active_inheritance:{arg}"
+  c.seed = 0
+
+  # Teachers: name -> model path ("" = the embedded SmolLM2-135M-Instruct; a .gguf file or
+  # an HF safetensors directory). Several teachers pool their samples per prompt.
+  c.teachers = ml_collections.ConfigDict({"smollm2_135m": ""})
+  c.student = ml_collections.ConfigDict({"path": ""})  # every arm starts from this model
+  c.keep_checkpoints = False  # delete an arm's checkpoints once its student is exported
+
+  # Training prompts (the teachers answer them) and held-out evaluation prompts. The same
+  # hash split (data/splits.py) keeps the two sides apart; the experiment also checks that
+  # no evaluation prompt's normalised text occurs among the training prompts.
+  c.prompts = ml_collections.ConfigDict()
+  c.prompts.train = ml_collections.ConfigDict(
+      {"path": "builtin:alpaca_eval", "split": "train", "limit": 96, "field": ""})
+  c.prompts.eval = ml_collections.ConfigDict(
+      {"path": "builtin:alpaca_eval", "split": "held_out", "limit": 80, "field": ""})
+  c.prompts.held_out_fraction = 0.1
+  c.prompts.split_salt = ""
+
+  sample = _sibling("sample").get_config()
+  sample.sampling.k = 4
+  sample.sampling.max_new_tokens = 192   # >= every evaluation cap (PAPER_NOTES pitfalls)
+  sample.sampling.temperature = 0.7
+  sample.sampling.top_p = 1.0
+  sample.sampling.batch_size = 8
+  sample.sampling.too_long = "skip"
+  c.sample = sample
+
+  score = _sibling("score").get_config()
+  score.tokenizer = "model"   # the student's tokenizer (set from student.path)
+  c.score = score
+
+  # Targeted arms: name -> selection strategy (ai_jax.selection.strategies.from_config).
+  # The untuned student ("base") and the random / first-sample baselines are always added.
+  c.arms = ml_collections.ConfigDict({
+      "longest": {"name": "best", "metric": "length_words", "maximize": True},
+  })
+  c.select = ml_collections.ConfigDict()
+  c.select.exclude_cut = False      # the same cut policy for every arm, baselines included
+  c.select.ablation_metric = ""     # "" = the first targeted arm's metric
+  c.select.num_bootstrap = 1000
+
+  train = _sibling("train").get_config()
+  train.data.max_len = 256          # prompt + completion; bucketed 64, 128, 256
+  train.data.min_bucket = 64
+  train.train.batch_size = 8
+  train.train.epochs = 1
+  train.optim.learning_rate = 5e-5
+  train.optim.warmup_steps = 2
+  train.checkpoint.every_steps = 4
+  c.train = train
+  # Every arm trains the same number of steps: ceil(epochs x training prompts / batch), from
+  # the prompt count, not from the rows an arm kept (train.train.steps > 0 overrides).
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = score.metrics    # scored on every evaluation answer
+  c.eval.batch_size = 16            # prompts per sampling batch
+  # name -> {enabled, k, max_new_tokens, temperature, top_p, prompts (path, split, limit),
+  #          metrics ("" = eval.metrics), protocol: "mean" | "toxicity"}
+  c.eval.modes = ml_collections.ConfigDict({
+      "greedy": {"enabled": True, "k": 1, "max_new_tokens": 192, "temperature": 0.0,
+                 "top_p": 1.0, "prompts": "eval", "protocol": "mean", "metrics": ()},
+      "sampled": {"enabled": True, "k": 1, "max_new_tokens": 192, "temperature": 1.0,
+                  "top_p": 0.9, "prompts": "eval", "protocol": "mean", "metrics": ()},
+      # RealToxicityPrompts protocol: n samples per prompt at top-p 0.9, T=1; expected
+      # maximum toxicity and toxicity probability (>= 0.5).
+      "toxicity": {"enabled": True, "k": 4, "max_new_tokens": 32, "temperature": 1.0,
+                   "top_p": 0.9, "prompts": "builtin:rtp_toxic", "limit": 40,
+                   "protocol": "toxicity", "metrics": ("toxicity_offline",)},
+  })
+  c.eval.toxicity_threshold = 0.5
+
+  c.report = ml_collections.ConfigDict()
+  c.report.num_bootstrap = 1000
+  c.report.confidence = 0.95
+  # Metrics shown in the report's tables and plots (every scored metric is in summary.json).
+  c.report.metrics = ("length_words", "length_tokens", "mtld", "distinct_2",
+                      "flesch_reading_ease", "flesch_kincaid_grade", "toxicity_offline",
+                      "num_list_items")
+
+  if arg == "smoke":
+    c.prompts.train.limit = 6
+    c.prompts.eval.limit = 4
+    c.sample.sampling.k = 3
+    c.sample.sampling.max_new_tokens = 12
+    c.sample.sampling.batch_size = 6
+    c.score.metrics = ("length_words", "length_tokens", "mtld", "flesch_reading_ease",
+                       "toxicity_offline")
+    c.eval.metrics = c.score.metrics
+    c.select.num_bootstrap = 100
+    c.train.data.max_len = 64
+    c.train.data.min_bucket = 32
+    c.train.train.batch_size = 2
+    c.train.train.epochs = 1
+    c.train.checkpoint.every_steps = 2
+    c.eval.batch_size = 4
+    for mode in ("greedy", "sampled"):
+      c.eval.modes[mode].max_new_tokens = 12
+    c.eval.modes.toxicity.limit = 4
+    c.eval.modes.toxicity.k = 2
+    c.eval.modes.toxicity.max_new_tokens = 8
+    c.report.num_bootstrap = 200
+    c.report.metrics = c.score.metrics
+  if arg == "paper":
+    c.prompts.train = ml_collections.ConfigDict(
+        {"path": "alpaca_data.json", "split": "", "limit": 0, "field": ""})
+    c.prompts.eval = ml_collections.ConfigDict(
+        {"path": "builtin:alpaca_eval", "split": "", "limit": 0, "field": ""})
+    c.sample.sampling.k = 10
+    c.sample.sampling.max_new_tokens = 512
+    c.sample.sampling.temperature = 1.0
+    c.sample.sampling.batch_size = 64
+    c.sample.model.dtype = "bfloat16"
+    c.arms = ml_collections.ConfigDict({
+        "longest": {"name": "best", "metric": "length_tokens", "maximize": True},
+        "most_diverse": {"name": "best", "metric": "mtld", "maximize": True},
+        "least_toxic": {"name": "best", "metric": "toxicity_offline", "maximize": False}})
+    c.train.data.max_len = 1024
+    c.train.data.min_bucket = 128
+    c.train.train.batch_size = 64
+    c.train.train.epochs = 1
+    c.train.model.compute_dtype = "bfloat16"
+    c.train.optim.learning_rate = 2e-5
+    c.train.optim.warmup_steps = 100
+    c.train.checkpoint.every_steps = 200
+    c.eval.batch_size = 64
+    c.eval.modes.greedy.max_new_tokens = 512
+    c.eval.modes.sampled.enabled = False
+    c.eval.modes.toxicity.k = 25
+    c.eval.modes.toxicity.limit = 0
+    c.eval.modes.toxicity.max_new_tokens = 32
+  return c
