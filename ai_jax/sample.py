@@ -57,13 +57,38 @@ def output_fields(config, model_identity: dict) -> dict:
 
 
 def load_prompts(config):
-  """The configured prompt set (split and deduplicated when a split is asked for)."""
+  """The configured prompt set (split and deduplicated when a split is asked for); with
+  config.host.num_hosts > 1, only this host's share of it (data.splits.host_shard)."""
   from ai_jax.data import prompts as prompts_lib
   p = config.prompts
-  return prompts_lib.load_prompt_set(
+  prompts = prompts_lib.load_prompt_set(
       p.path, limit=p.limit or None, split=p.get("split", "") or None,
       held_out_fraction=p.get("held_out_fraction", 0.1), salt=p.get("split_salt", ""),
       field=p.get("field", "") or None)
+  index, count = host_of(config)
+  if count > 1:
+    from ai_jax.data.splits import host_shard
+    kept = prompts_lib.PromptSet(r for r in prompts if host_shard(r["prompt_id"], count) == index)
+    kept.stats = {**getattr(prompts, "stats", {}), "host": [index, count]}
+    return kept
+  return prompts
+
+
+def host_of(config) -> tuple[int, int]:
+  """(this host's index, number of hosts) from config.host, (0, 1) when absent."""
+  host = config.get("host", None)
+  if not host:
+    return 0, 1
+  index, count = int(host.get("index", 0)), int(host.get("num_hosts", 1))
+  if not 0 <= index < count:
+    raise ValueError(f"config.host.index={index} must be in [0, num_hosts={count})")
+  return index, count
+
+
+def writer_name(config) -> str:
+  """One writer per host: each host appends only to its own shard files."""
+  index, count = host_of(config)
+  return f"h{index:03d}" if count > 1 else ""
 
 
 def run_prompts(workdir: str, path_override: str = "") -> dict[str, object]:
@@ -141,7 +166,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
           "--workdir or --overwrite")
     fingerprint_lib.write(out_dir, fields, name=teacher)
   write_json_atomic(os.path.join(workdir, "sample_config.json"), config.to_dict())
-  store = RecordStore(out_dir, config.output.records_per_shard)
+  store = RecordStore(out_dir, config.output.records_per_shard, writer=writer_name(config))
   groups = _missing(store, prompts, teacher, options.num_samples)
   todo = sum(len(g) for g in groups.values())
 

@@ -156,8 +156,13 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   write_json_atomic(os.path.join(scores_dir, "metrics.json"),
                     {"columns": {c: s.info() for c, s in scorers.items()},
                      "tokenizer": tokenizer_source})
-  store = RecordStore(scores_dir, config.get("records_per_shard", 1000))
-  todo = [r for r in rows if record_key(r) not in store]
+  from ai_jax.data.splits import host_shard
+  from ai_jax.sample import host_of, writer_name
+  store = RecordStore(scores_dir, config.get("records_per_shard", 1000),
+                      writer=writer_name(config))
+  index, count = host_of(config)  # each host scores its own prompts' samples
+  todo = [r for r in rows if record_key(r) not in store
+          and (count == 1 or host_shard(r["prompt_id"], count) == index)]
 
   t0 = time.time()
   chunk = max(1, int(config.get("rows_per_append", 1000)))

@@ -45,13 +45,17 @@ def _metric_columns(scores_dir: str) -> list[str]:
     return list(json.load(f)["columns"])
 
 
-def joined_rows(workdir: str) -> tuple[list[dict], list[str]]:
-  """Sample records with their scores merged in; every sample must have been scored."""
+def joined_rows(workdir: str, max_samples_per_prompt: int = 0) -> tuple[list[dict], list[str]]:
+  """Sample records with their scores merged in; every sample must have been scored.
+  max_samples_per_prompt > 0 keeps sample indices below it (a k-sweep selects from the
+  first k of one k_max pass, which is what a k run would have drawn)."""
   samples_dir, scores_dir = os.path.join(workdir, "samples"), os.path.join(workdir, "scores")
   metrics = _metric_columns(scores_dir)
   scores = {record_key(r): r for r in iter_records(scores_dir)}
   rows, unscored = [], []
   for sample in iter_records(samples_dir):
+    if max_samples_per_prompt and sample["sample_index"] >= max_samples_per_prompt:
+      continue
     score = scores.get(record_key(sample))
     if score is None:
       unscored.append(record_key(sample))
@@ -151,7 +155,7 @@ def _nanmean(values) -> float | None:
 
 def run(config, workdir: str, overwrite: bool = False) -> dict:
   del overwrite  # outputs are rewritten whole from the samples and scores each run
-  rows, metrics = joined_rows(workdir)
+  rows, metrics = joined_rows(workdir, int(config.get("max_samples_per_prompt", 0) or 0))
   arms = arms_from_config(config)
   for arm, strategy in arms.items():
     missing = [m for m in strategy.required_metrics() if m not in metrics]
@@ -164,7 +168,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     raise SelectionInputError(f"prompt ids {unknown[:5]} are not in the prompts file; set "
                               "config.prompts_path to the prompts the samples came from")
   groups = candidates.group_candidates(rows, metrics, with_texts=True)
-  out_root = os.path.join(workdir, "selection")
+  out_root = config.get("output_dir", "") or os.path.join(workdir, "selection")
   summary = {"arms": {}, "num_prompts": len(groups), "num_samples": len(rows),
              "key_fields": list(KEY_FIELDS)}
   for arm, strategy in arms.items():
@@ -185,7 +189,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
                                     seed=config.seed)
     files = ablation.write_ablation(table, os.path.join(out_root, "ablation"), ablation_metric)
     summary["ablation"] = {"metric": ablation_metric, "maximize": maximize,
-                           "files": {k: os.path.relpath(v, workdir) for k, v in files.items()},
+                           "files": {k: os.path.relpath(v, out_root) for k, v in files.items()},
                            "best_of_j": [round(r["expected_best"], 6) for r in table]}
   write_json_atomic(os.path.join(out_root, "summary.json"), summary)
   return summary

@@ -53,6 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.teachers = ml_collections.ConfigDict({"smollm2_135m": ""})
   c.student = ml_collections.ConfigDict({"path": ""})  # every arm starts from this model
   c.keep_checkpoints = False  # delete an arm's checkpoints once its student is exported
+  c.shared_dir = ""           # "" = --workdir; a sweep shares samples, students and evals
+  c.host = ml_collections.ConfigDict({"index": 0, "num_hosts": 1})  # set by experiments/sweep.py
 
   # Training prompts (the teachers answer them) and held-out evaluation prompts. The same
   # hash split (data/splits.py) keeps the two sides apart; the experiment also checks that
@@ -85,6 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   c.select = ml_collections.ConfigDict()
   c.select.exclude_cut = False      # the same cut policy for every arm, baselines included
+  c.select.k = 0                    # select from the first k samples (0 = all; sweeps set it)
   c.select.ablation_metric = ""     # "" = the first targeted arm's metric
   c.select.num_bootstrap = 1000
 
@@ -103,6 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = score.metrics    # scored on every evaluation answer
   c.eval.batch_size = 16            # prompts per sampling batch
+  c.eval.seed = 0                   # sampling seed of the evaluations (same for every arm)
   # name -> {enabled, k, max_new_tokens, temperature, top_p, prompts (path, split, limit),
   #          metrics ("" = eval.metrics), protocol: "mean" | "toxicity"}
   c.eval.modes = ml_collections.ConfigDict({
@@ -131,7 +135,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.prompts.eval.limit = 4
     c.sample.sampling.k = 3
     c.sample.sampling.max_new_tokens = 12
-    c.sample.sampling.batch_size = 6
+    c.sample.sampling.batch_size = 2   # three batches: a kill can land between them
     c.score.metrics = ("length_words", "length_tokens", "mtld", "flesch_reading_ease",
                        "toxicity_offline")
     c.eval.metrics = c.score.metrics

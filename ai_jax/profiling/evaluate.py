@@ -106,15 +106,14 @@ def _describe_mode(name: str, mode: dict, num_prompts: int) -> str:
 
 
 def _ablation(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "teacher", "selection", "summary.json")
+  path = os.path.join(workdir, "selection", "summary.json")
   info = _read_json(path).get("ablation") if os.path.exists(path) else None
   if not info:
     return None
-  # The selection stage names its files relative to its own folder, DIR/teacher.
-  with open(os.path.join(workdir, "teacher", info["files"]["csv"]), encoding="utf-8") as f:
+  with open(os.path.join(workdir, "selection", info["files"]["csv"]), encoding="utf-8") as f:
     rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
   return {"metric": info["metric"], "maximize": info["maximize"],
-          "png": os.path.join("teacher", info["files"]["png"]), "rows": rows}
+          "png": os.path.join("selection", info["files"]["png"]), "rows": rows}
 
 
 def _number(text: str):
@@ -126,27 +125,26 @@ def _number(text: str):
   return {"True": True, "False": False, "": None}.get(text, text)
 
 
-def _arms(plan) -> dict:
+def _arms(plan, students: dict) -> dict:
   out = {}
   for arm, info in plan.arms.items():
     entry = {"kind": info["kind"], "description": info["description"],
              "strategy": info["strategy"], "selection": None, "train": None}
     if info["kind"] != "base":
-      s = _read_json(plan.path("teacher", "selection", arm, "summary.json"))
+      s = _read_json(plan.path("selection", arm, "summary.json"))
       entry["selection"] = {k: s[k] for k in ("kept", "dropped", "dropped_reasons",
                                               "kept_cut_by_max_new_tokens_share",
                                               "mean_score_kept_vs_all", "kept_teachers")}
-      marker = _read_json(plan.path("arms", arm, "trained.json"))
-      t = marker["summary"]
+      t = students[arm]["train"]
       entry["train"] = {"steps": t["steps"],
                         "examples": t["steps"] * plan.config.train.train.batch_size,
                         "final_loss": t["final_loss"], "first_loss": t["first_loss"],
-                        "data": t["data"], "same_student_as": marker.get("same_as")}
+                        "data": t["data"], "student": students[arm]["student"]}
     out[arm] = entry
   return out
 
 
-def experiment_summary(plan, stage_seconds: dict) -> tuple[dict, dict]:
+def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict, dict]:
   """(summary.json's contents, greedy per-sample distributions of the targeted metrics)."""
   config = plan.config
   boot = {"num_bootstrap": int(config.report.num_bootstrap),
@@ -156,14 +154,15 @@ def experiment_summary(plan, stage_seconds: dict) -> tuple[dict, dict]:
                                else [])})
   evaluations, distributions, not_answered = {}, {}, {}
   for name, mode in plan.modes.items():
-    folder = plan.path("eval", name)
+    folder = plan.host_shared("eval", name)
     infos = _metric_infos(folder)
     metrics = list(infos)
     prompt_ids = {p["prompt_id"] for p in plan.prompt_sets["eval" if mode["prompts"] == "eval"
                                                            else name]}
     rows_by_arm = {}
     for arm in plan.arms:
-      rows_by_arm[arm], skipped = arm_rows(folder, arm, prompt_ids, int(mode["k"]), metrics)
+      rows_by_arm[arm], skipped = arm_rows(folder, students[arm]["student"], prompt_ids,
+                                           int(mode["k"]), metrics)
       not_answered[f"{name}/{arm}"] = skipped
     section = mode_section(rows_by_arm, metrics, mode["protocol"],
                            {m: infos[m].get("higher_means") for m in metrics},
@@ -176,7 +175,7 @@ def experiment_summary(plan, stage_seconds: dict) -> tuple[dict, dict]:
                        for m in targeted if m in metrics}
   summary = {
       "title": f"Active inheritance ({config.name})",
-      "arms": _arms(plan),
+      "arms": _arms(plan, students),
       "targeted_metrics": targeted,
       "evaluations": evaluations,
       "ablation": _ablation(plan.workdir),

@@ -59,7 +59,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ai_jax.profiling.stats import Estimate
-from ai_jax.store.atomic import write_text_atomic
+from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
 
 _GRID_COLS = 4
 _MAX_BINS = 60
@@ -258,21 +258,6 @@ def _render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequenc
   return _png_bytes(fig)
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-  # Same scheme as ai_jax.store.atomic (temp in the same folder, fsync, rename), for bytes.
-  tmp = f"{path}.tmp.{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 # --- markdown ------------------------------------------------------------------------------
 
 
@@ -437,7 +422,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
 
   def emit(kind: str, name: str, png: bytes) -> None:
     file_name = f"{kind}_{_slug(name, used[kind])}.png"
-    _write_bytes_atomic(os.path.join(plot_dir, file_name), png)
+    write_bytes_atomic(os.path.join(plot_dir, file_name), png)
     paths[f"{kind}_{name}"] = os.path.join(plot_dir, file_name)
     rel[kind][name] = f"plots/{file_name}"
 

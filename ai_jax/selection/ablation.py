@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from ai_jax.selection.candidates import Candidates
-from ai_jax.store.atomic import write_text_atomic
+from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
 
 COLUMNS = ("j", "expected_best", "expected_best_ci_low", "expected_best_ci_high",
            "prefix_best", "prefix_best_ci_low", "prefix_best_ci_high", "prefix_num_prompts",
@@ -297,21 +297,6 @@ def ablation_table(groups: Sequence[Candidates], metric: str, maximize: bool = T
 # --- output --------------------------------------------------------------------------------
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-  # Same scheme as ai_jax.store.atomic (temp in the same folder, fsync, rename), for bytes.
-  tmp = f"{path}.tmp.{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _csv_cell(value) -> str:
   if isinstance(value, float):
     return "" if math.isnan(value) else repr(value)  # repr: shortest exact round trip
@@ -397,5 +382,5 @@ def write_ablation(rows: Sequence[dict], out_dir: str, metric: str) -> dict[str,
         f"{r['prefix_num_prompts']} |")
   write_text_atomic(paths["md"], "\n".join(lines) + "\n")
 
-  _write_bytes_atomic(paths["png"], _render_png(rows, metric))
+  write_bytes_atomic(paths["png"], _render_png(rows, metric))
   return paths

@@ -38,8 +38,12 @@ TRAINING_RULES = tuple((name, "data") if name == "embed" else (name, axis)
 
 
 def make_mesh(shape: Sequence[int] = (-1, 1), devices=None) -> Mesh:
-  """A ("data", "model") mesh; one entry may be -1 meaning "all remaining devices"."""
-  devices = list(devices if devices is not None else jax.devices())
+  """A ("data", "model") mesh; one entry may be -1 meaning "all remaining devices".
+
+  By default over this process's devices: in a multi-host run (jax.distributed) each host
+  samples, scores and trains its own work items on its own devices (experiments/sweep.py).
+  """
+  devices = list(devices if devices is not None else jax.local_devices())
   shape = [int(s) for s in shape]
   if len(shape) != 2:
     raise ValueError(f"mesh shape must have 2 entries (data, model), got {shape}")

@@ -21,6 +21,22 @@ def write_text_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def write_bytes_atomic(path: str, data: bytes) -> None:
+  """As write_text_atomic, for bytes (PNG plots); the temp file never outlives a failure."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.tmp.{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
 def write_json_atomic(path: str, obj) -> None:
   write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 

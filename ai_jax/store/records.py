@@ -10,6 +10,10 @@ ignores a record whose key is already present (reported), and refuses a damaged 
 in the middle of a shard, which no crash of this writer can produce.
 
 Each line is the record itself, so the files stay readable by anything that reads JSONL.
+
+Several processes (the hosts of a pod) may write into one folder, one writer each: a
+store opened with `writer="h001"` names its shards shard-h001-00000.jsonl, ... and opens,
+repairs and appends only those; `iter_records` reads every writer's shards.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 from typing import Iterable, Iterator, Sequence
 
 KEY_FIELDS = ("prompt_id", "teacher", "sample_index")
@@ -81,14 +86,19 @@ class RecordStore:
   """Append-only record shards in one folder, with a key index for resuming."""
 
   def __init__(self, folder: str, records_per_shard: int = 1000,
-               key_fields: Sequence[str] = KEY_FIELDS):
+               key_fields: Sequence[str] = KEY_FIELDS, writer: str = ""):
+    if writer and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", writer):
+      raise ValueError(f"writer name {writer!r} must be a letter then letters, digits or '_'")
     self.folder = folder
+    self.writer = writer
     self.records_per_shard = max(1, int(records_per_shard))
     self.key_fields = tuple(key_fields)
     self.keys: set[tuple] = set()
     self.report = OpenReport()
     os.makedirs(folder, exist_ok=True)
-    self._shards = sorted(glob.glob(os.path.join(folder, "shard-*.jsonl")))
+    own = re.compile(rf"shard-{writer + '-' if writer else ''}\d+\.jsonl")
+    self._shards = sorted(p for p in glob.glob(os.path.join(folder, "shard-*.jsonl"))
+                          if own.fullmatch(os.path.basename(p)))
     self._last_count = 0
     for path in self._shards:
       records, _ = _scan_shard(path, self.report)
@@ -109,7 +119,8 @@ class RecordStore:
     return len(self.keys)
 
   def _shard_path(self, index: int) -> str:
-    return os.path.join(self.folder, f"shard-{index:05d}.jsonl")
+    prefix = f"shard-{self.writer}-" if self.writer else "shard-"
+    return os.path.join(self.folder, f"{prefix}{index:05d}.jsonl")
 
   def append(self, records: Iterable[dict]) -> int:
     """Appends the records whose key is new; returns how many were written."""

@@ -113,7 +113,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   rows = data_lib.read_training_rows(config.data.path)  # cheap checks before the model
 
   shape = tuple(config.mesh_shape)
-  devices = jax.devices()
+  devices = jax.local_devices()  # a host trains on its own devices (see mesh.make_mesh)
   if -1 not in shape:  # an explicit shape may use fewer devices than the host has
     devices = devices[:int(np.prod(shape))]
   mesh = mesh_lib.make_mesh(shape, devices)
