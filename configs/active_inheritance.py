@@ -10,7 +10,7 @@ Args:
            (tests and CI).
   ""       the default (README's main command): SmolLM2-135M-Instruct teaches itself on 96
            AlpacaEval instructions, k=4; longest-of-4 vs random vs first vs the untuned
-           student on 80 held-out AlpacaEval instructions, plus the toxicity protocol on
+           student on 48 held-out AlpacaEval instructions, plus the toxicity protocol on
            RealToxicityPrompts. About half an hour on 2 CPU cores.
   paper    Alpaca-52k (a local alpaca_data.json or TFDS), k=10, the paper's evaluation
            protocol (greedy held-out answers; 25 samples per toxic prompt at top-p 0.9);
@@ -63,7 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.prompts.train = ml_collections.ConfigDict(
       {"path": "builtin:alpaca_eval", "split": "train", "limit": 96, "field": ""})
   c.prompts.eval = ml_collections.ConfigDict(
-      {"path": "builtin:alpaca_eval", "split": "held_out", "limit": 80, "field": ""})
+      {"path": "builtin:alpaca_eval", "split": "held_out", "limit": 48, "field": ""})
   c.prompts.held_out_fraction = 0.1
   c.prompts.split_salt = ""
 
@@ -105,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = score.metrics    # scored on every evaluation answer
-  c.eval.batch_size = 16            # prompts per sampling batch
+  c.eval.batch_size = 24            # prompts per sampling batch
   c.eval.seed = 0                   # sampling seed of the evaluations (same for every arm)
   # name -> {enabled, k, max_new_tokens, temperature, top_p, prompts (path, split, limit),
   #          metrics ("" = eval.metrics), protocol: "mean" | "toxicity"}

@@ -192,8 +192,12 @@ def stage_report(plan_: Plan, stage_seconds: dict) -> dict:
   summary, distributions = evaluate.experiment_summary(plan_, arm_students(plan_),
                                                       stage_seconds)
   from ai_jax.store.atomic import write_json_atomic
-  files = report.write_report(summary, distributions, plan_.workdir,
-                              plot_metrics=list(plan_.config.report.metrics))
+  # The report shows config.report.metrics (and every toxicity-protocol figure);
+  # summary.json has every metric.
+  shown = list(plan_.config.report.metrics) + [
+      m for section in summary["evaluations"].values() for m in section["metrics"]
+      if m.startswith(("expected_max_", "probability_"))]
+  files = report.write_report(summary, distributions, plan_.workdir, show_metrics=shown)
   write_json_atomic(plan_.path("summary.json"), summary)
   return {"files": files}
 

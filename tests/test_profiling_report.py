@@ -176,10 +176,13 @@ def test_estimate_objects_and_metric_cap(tmp_path):
   block["estimate"] = stats.bootstrap_mean(a)
   block["vs_base"] = stats.paired_difference(a, b)
   paths = report.write_report(summary, make_distributions(), str(tmp_path),
-                              plot_metrics=["mtld"])
+                              show_metrics=["mtld"])
   check_pngs(paths)
   text = (tmp_path / "report.md").read_text()
   assert "| mtld | random | 9.50 [" in text
+  cells = [line.split("|") for line in text.splitlines() if line.startswith("| ")]
+  shown = {c[1].strip().split(" (")[0] for c in cells if c[2].strip() == "random"}
+  assert shown <= {"mtld", *make_summary()["targeted_metrics"]}, shown
 
 
 @pytest.mark.parametrize("x,expected", [

@@ -43,8 +43,8 @@ objects are accepted wherever an Estimate dict is. Arms found under a metric but
 distributions = {metric: {arm: [per-sample values, None for unscored]}} (greedy samples);
 a targeted metric without an entry gets a "no data" plot.
 
-Metric plots show every metric of the mode unless `plot_metrics` names a subset (targeted
-metrics always kept): 4 columns, small fonts, readable up to ~30 panels. Bars start at 0,
+Plots and tables show every metric of the mode unless `show_metrics` names a subset
+(targeted metrics always kept; summary.json keeps them all): 4 columns, small fonts, readable up to ~30 panels. Bars start at 0,
 so a small shift is better read from the tables.
 """
 
@@ -203,7 +203,8 @@ def _render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequenc
       ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", fontsize=8,
               transform=ax.transAxes)
     higher = entry.get("higher_means")
-    ax.set_title(metric + (f" (higher = {higher})" if higher else ""), fontsize=8)
+    # Two lines: "higher = ..." descriptions are as long as a panel is wide.
+    ax.set_title(metric + (f"\n(higher = {higher})" if higher else ""), fontsize=8)
     ax.set_xticks([])
     ax.set_xlim(-0.6, max(len(arms), 1) - 0.4)
     ax.tick_params(axis="y", labelsize=7)
@@ -268,7 +269,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence], align: str) -> list[
   return lines
 
 
-def _arms_section(summary: Mapping, arms: Sequence[str]) -> list[str]:
+def _arms_section(summary: Mapping, arms: Sequence[str], keep: set | None) -> list[str]:
   info = summary.get("arms") or {}
   rows, score_rows = [], []
   targeted = list(summary.get("targeted_metrics") or [])
@@ -284,7 +285,8 @@ def _arms_section(summary: Mapping, arms: Sequence[str]) -> list[str]:
                  fmt_num(train.get("final_loss"))])
     means = sel.get("mean_score_kept_vs_all") or {}
     # Targeted metrics first: they are what the selection was meant to move.
-    for metric in [m for m in targeted if m in means] + [m for m in means if m not in targeted]:
+    for metric in [m for m in targeted if m in means] + [m for m in means if m not in targeted
+                                                         and (keep is None or m in keep)]:
       kept, all_ = (means[metric] or {}).get("kept"), (means[metric] or {}).get("all")
       gap = None if kept is None or all_ is None else kept - all_
       score_rows.append([arm, metric, fmt_num(kept), fmt_num(all_), fmt_num(gap, True)])
@@ -305,13 +307,13 @@ def _arms_section(summary: Mapping, arms: Sequence[str]) -> list[str]:
 
 
 def _evaluation_section(mode: str, entry: Mapping, arms: Sequence[str], plot: str | None,
-                        confidence: float) -> list[str]:
+                        confidence: float, keep: set | None) -> list[str]:
   lines = [f"## Evaluation: {mode}", ""]
   if entry.get("description"):
     lines += [str(entry["description"]), ""]
   if plot:
     lines += [f"![metrics, {mode}]({plot})", ""]
-  metrics = entry.get("metrics") or {}
+  metrics = _shown(entry.get("metrics") or {}, keep)
   if not metrics:
     return lines + ["n/a (no metrics)", ""]
   ci = f"{100 * confidence:g}% CI"
@@ -374,8 +376,12 @@ def _times_section(stage_seconds: Mapping | None) -> list[str]:
   return lines + _table(["stage", "wall time"], rows, "lr") + [""]
 
 
+def _shown(metrics: Mapping, keep: set | None) -> dict:
+  return dict(metrics) if keep is None else {k: v for k, v in metrics.items() if k in keep}
+
+
 def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
-                     out_dir: str) -> str:
+                     out_dir: str, keep: set | None = None) -> str:
   """report.md's text; plots = {"metrics": {mode: rel path}, "shift": {metric: rel path}}."""
   confidence = float(summary.get("confidence") or 0.95)
   arms = _arm_order(summary)
@@ -385,10 +391,10 @@ def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
            "prompts (prompts resampled with replacement). \"vs base\" (change in % of the "
            "base mean) and \"vs random\" (difference in the metric's units) are paired by "
            "prompt: both arms on the same prompts and resamples. n/a = not available.", ""]
-  lines += _arms_section(summary, arms)
+  lines += _arms_section(summary, arms, keep)
   for mode, entry in (summary.get("evaluations") or {}).items():
     lines += _evaluation_section(mode, entry or {}, arms, plots["metrics"].get(mode),
-                                 confidence)
+                                 confidence, keep)
   lines += _shift_section(list(summary.get("targeted_metrics") or []), plots["shift"])
   lines += _ablation_section(summary.get("ablation"), out_dir)
   lines += _times_section(summary.get("stage_seconds"))
@@ -396,10 +402,10 @@ def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
 
 
 def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, *,
-                 plot_metrics: Sequence[str] | None = None) -> dict[str, str]:
+                 show_metrics: Sequence[str] | None = None) -> dict[str, str]:
   """Writes report.md and the plots under out_dir (contract in the module docstring);
-  returns {"report" | "metrics_<mode>" | "shift_<metric>": path}. plot_metrics limits the
-  metric plots to these metrics plus the targeted ones (default: every metric)."""
+  returns {"report" | "metrics_<mode>" | "shift_<metric>": path}. show_metrics limits the
+  metric plots and tables to these metrics plus the targeted ones (default: every metric)."""
   if not isinstance(summary, Mapping):
     raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
   missing = [k for k in ("arms", "evaluations") if k not in summary]
@@ -414,7 +420,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
   plot_dir = os.path.join(out_dir, "plots")
   os.makedirs(plot_dir, exist_ok=True)
   targeted = list(summary.get("targeted_metrics") or [])
-  keep = None if plot_metrics is None else set(plot_metrics) | set(targeted)
+  keep = None if show_metrics is None else set(show_metrics) | set(targeted)
 
   paths: dict[str, str] = {}
   rel: dict[str, dict[str, str]] = {"metrics": {}, "shift": {}}
@@ -427,9 +433,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
     rel[kind][name] = f"plots/{file_name}"
 
   for mode, entry in (summary.get("evaluations") or {}).items():
-    metrics = (entry or {}).get("metrics") or {}
-    if keep is not None:
-      metrics = {k: v for k, v in metrics.items() if k in keep}
+    metrics = _shown((entry or {}).get("metrics") or {}, keep)
     emit("metrics", mode, _render_metrics_png(mode, metrics, arms, colors, confidence))
   for metric in targeted:
     by_arm = distributions.get(metric) or {}
@@ -437,6 +441,6 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
     emit("shift", metric, _render_shift_png(metric, by_arm, order, colors))
 
   report = os.path.join(out_dir, "report.md")
-  write_text_atomic(report, _render_markdown(summary, rel, out_dir) + "\n")
+  write_text_atomic(report, _render_markdown(summary, rel, out_dir, keep) + "\n")
   paths["report"] = report
   return paths
