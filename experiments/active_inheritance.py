@@ -130,9 +130,12 @@ def stage_train(plan_: Plan) -> dict:
   for arm in plan_.trained_arms:
     data_path = plan_.path("selection", arm, "train.jsonl")
     c = _train_config(plan_, data_path)
+    # The student as configured, not where its converted copy lies (another run's or
+    # host's folder): equal keys are the same training, wherever it ran.
     key = json.loads(json.dumps(
         {"data_sha256": _digest(data_path),
-         "train": {**c.to_dict(), "data": {**c.data.to_dict(), "path": ""}}}))
+         "train": {**c.to_dict(), "data": {**c.data.to_dict(), "path": ""},
+                   "model": {**c.model.to_dict(), "path": plan_.config.student.path}}}))
     student = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = plan_.host_shared("students", student)
     marker = _read_json(os.path.join(folder, "trained.json"))
