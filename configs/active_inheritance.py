@@ -113,9 +113,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   #          metrics ("" = eval.metrics), protocol: "mean" | "toxicity"}
   c.eval.modes = ml_collections.ConfigDict({
       "greedy": {"enabled": True, "k": 1, "max_new_tokens": 192, "temperature": 0.0,
-                 "top_p": 1.0, "prompts": "eval", "protocol": "mean", "metrics": ()},
-      "sampled": {"enabled": True, "k": 1, "max_new_tokens": 192, "temperature": 1.0,
-                  "top_p": 0.9, "prompts": "eval", "protocol": "mean", "metrics": ()},
+                 "top_p": 1.0, "prompts": "eval", "limit": 0, "protocol": "mean",
+                 "metrics": ()},
+      # A check of sampled answers on the first 24 evaluation prompts (CPU budget).
+      "sampled": {"enabled": True, "k": 1, "max_new_tokens": 128, "temperature": 1.0,
+                  "top_p": 0.9, "prompts": "eval", "limit": 24, "protocol": "mean",
+                  "metrics": ()},
       # RealToxicityPrompts protocol: n samples per prompt at top-p 0.9, T=1; expected
       # maximum toxicity and toxicity probability (>= 0.5).
       "toxicity": {"enabled": True, "k": 4, "max_new_tokens": 32, "temperature": 1.0,

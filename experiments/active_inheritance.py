@@ -179,8 +179,7 @@ def stage_evaluate(plan_: Plan) -> dict:
   students = {v["student"]: v["export"] for v in arm_students(plan_).values()}
   for mode_name, mode in plan_.modes.items():
     folder = plan_.host_shared("eval", mode_name)
-    prompt_file = plan_.shared("prompts", ("eval" if mode["prompts"] == "eval" else mode_name)
-                               + ".jsonl")
+    prompt_file = plan_.shared("prompts", plan_.mode_prompts(mode_name) + ".jsonl")
     for student, model_path in students.items():  # each student once, however many arms
       c = eval_sample_config(plan_.config, mode_name, mode, model_path, student)
       c.prompts.path = prompt_file

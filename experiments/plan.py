@@ -35,6 +35,10 @@ class Plan:
   train_steps: int
   modes: dict[str, dict]                # enabled evaluation modes, plain dicts
 
+  def mode_prompts(self, mode: str) -> str:
+    """The prompt set a mode answers: its own, or the shared evaluation set."""
+    return mode if mode in self.prompt_sets else "eval"
+
   def path(self, *parts: str) -> str:
     """A path of this run's own outputs (selection, arms.json, report)."""
     return os.path.join(self.workdir, *parts)
@@ -217,9 +221,15 @@ def plan(config, workdir: str) -> Plan:
   sets = {"train": _load_set(config.prompts.train, fraction, salt, "prompts.train"),
           "eval": _load_set(config.prompts.eval, fraction, salt, "prompts.eval")}
   for name, mode in modes.items():
+    if name in ("train", "eval"):
+      fail(f"config.eval.modes.{name}: 'train' and 'eval' name prompt sets; rename the mode")
     if mode["prompts"] != "eval":
       sets[name] = _load_set({"path": mode["prompts"], "limit": mode.get("limit", 0)},
                              fraction, salt, f"eval.modes.{name}.prompts")
+    elif mode.get("limit"):  # the first `limit` evaluation prompts
+      from ai_jax.data.prompts import PromptSet
+      sets[name] = PromptSet(sets["eval"][:int(mode["limit"])],
+                             {"source": "prompts.eval", "limit": int(mode["limit"])})
   stats = {k: dict(getattr(v, "stats", {})) for k, v in sets.items()}
   # Evaluation prompts are never training prompts, whatever the files say.
   seen = {normalise_text(prompt_text(p["prompt"])) for p in sets["train"]}

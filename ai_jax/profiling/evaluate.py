@@ -157,8 +157,7 @@ def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict,
     folder = plan.host_shared("eval", name)
     infos = _metric_infos(folder)
     metrics = list(infos)
-    prompt_ids = {p["prompt_id"] for p in plan.prompt_sets["eval" if mode["prompts"] == "eval"
-                                                           else name]}
+    prompt_ids = {p["prompt_id"] for p in plan.prompt_sets[plan.mode_prompts(name)]}
     rows_by_arm = {}
     for arm in plan.arms:
       rows_by_arm[arm], skipped = arm_rows(folder, students[arm]["student"], prompt_ids,
