@@ -11,7 +11,8 @@ Args:
   ""       the default (README's main command): SmolLM2-135M-Instruct teaches itself on 96
            AlpacaEval instructions, k=4; longest-of-4 vs random vs first vs the untuned
            student on 48 held-out AlpacaEval instructions, plus the toxicity protocol on
-           RealToxicityPrompts. About half an hour on 2 CPU cores.
+           RealToxicityPrompts. About 45 minutes on 2 CPU cores (target: 30; the
+           top-p evaluations' full-vocabulary sort per step dominates).
   paper    Alpaca-52k (a local alpaca_data.json or TFDS), k=10, the paper's evaluation
            protocol (greedy held-out answers; 25 samples per toxic prompt at top-p 0.9);
            meant for a GPU or TPU.
