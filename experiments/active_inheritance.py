@@ -28,6 +28,8 @@ import time
 
 import ml_collections
 
+from ai_jax.store.atomic import read_json
+
 # Re-exported: the experiment's public names live here (sweep.py, tests, notebooks).
 from experiments.plan import (BASELINE_ARMS, ExperimentConfigError, Plan,  # noqa: F401
                               copy_config, eval_sample_config, fail, plan, select_config)
@@ -138,7 +140,7 @@ def stage_train(plan_: Plan) -> dict:
                    "model": {**c.model.to_dict(), "path": plan_.config.student.path}}}))
     student = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = plan_.host_shared("students", student)
-    marker = _read_json(os.path.join(folder, "trained.json"))
+    marker = read_json(os.path.join(folder, "trained.json"))
     if marker is None:
       summary = trainer.run(c, folder)
       if not summary["finished"]:
@@ -151,21 +153,13 @@ def stage_train(plan_: Plan) -> dict:
       if not plan_.config.keep_checkpoints:  # the export is the product; checkpoints are GBs
         shutil.rmtree(os.path.join(folder, "checkpoints"), ignore_errors=True)
     arms[arm] = {"student": student, "export": marker["export"], "train": marker["summary"]}
-    write_json_atomic(plan_.path("arms.json"), arms)
   write_json_atomic(plan_.path("arms.json"), arms)
   return arms
 
 
-def _read_json(path: str):
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def arm_students(plan_: Plan) -> dict[str, dict]:
   """arm -> {"student": id, "export": model path, "train": summary} (DIR/arms.json)."""
-  arms = _read_json(plan_.path("arms.json")) or {}
+  arms = read_json(plan_.path("arms.json")) or {}
   missing = [a for a in plan_.arms if a not in arms]
   if missing:
     raise FileNotFoundError(f"arms {missing} have no trained student yet (run the train "
@@ -223,7 +217,7 @@ def run(config, workdir: str, overwrite: bool = False, stages: tuple[str, ...] =
   write_json_atomic(plan_.path("experiment_config.json"), config.to_dict())
   stage_prompts(plan_)
   times_path = plan_.path("stages.json")
-  seconds = _read_json(times_path) or {}
+  seconds = read_json(times_path) or {}
   functions = {"sample": stage_sample, "score": stage_score, "select": stage_select,
                "train": stage_train, "evaluate": stage_evaluate}
   result = {}
@@ -238,7 +232,7 @@ def run(config, workdir: str, overwrite: bool = False, stages: tuple[str, ...] =
     # Summed over every run of the experiment, resumed ones included.
     seconds[stage] = round(seconds.get(stage, 0.0) + time.time() - t0, 2)
     write_json_atomic(times_path, seconds)
-  return _read_json(plan_.path("summary.json")) if "report" in stages else result
+  return read_json(plan_.path("summary.json")) if "report" in stages else result
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import time
 
 import ml_collections
 
+from ai_jax.store.atomic import read_json
+
 from experiments import active_inheritance as experiment
 
 
@@ -141,8 +143,7 @@ def _cell(estimate) -> tuple:
 def combined_rows(config, grid, workdir: str) -> list[dict]:
   rows = []
   for cell in grid:
-    summary = experiment._read_json(os.path.join(workdir, "cells", cell["name"],
-                                                 "summary.json"))
+    summary = read_json(os.path.join(workdir, "cells", cell["name"], "summary.json"))
     metric = config.targets[cell["target"]].get("metric") or ""
     entry = summary["evaluations"][config.table_mode]["metrics"].get(metric, {"arms": {}})
     arms = entry["arms"]

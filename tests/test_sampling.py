@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ai_jax.loading import LoadedModel, place_params
-from ai_jax.models import llama
 from ai_jax.sampling import sampler, strategies
 from ai_jax.sharding import mesh as mesh_lib
 
@@ -178,14 +177,52 @@ def test_strategies_match_their_distributions():
     np.testing.assert_allclose(freq, expected, atol=0.03, err_msg=str(strat))
 
 
-def test_top_p_candidate_fallback_is_exact():
-  # A flat distribution over 1000 tokens: the 256 candidates hold < p, so the full sort
-  # path must run and every token stays reachable.
+def test_top_p_flat_distribution_keeps_its_nucleus():
+  # A flat distribution over 1000 tokens: the nucleus at 0.95 is every token (all tie at the
+  # edge, and ties are kept), so every token stays reachable.
   logits = jnp.zeros((3000, 1000))
   keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(3000))
   toks = np.asarray(jax.jit(strategies.TopP(0.95))(logits, keys, jnp.int32(1)))
   assert toks.max() > 800 and toks.min() < 100
   assert len(np.unique(toks)) > 800
+
+
+def test_top_p_threshold_equals_the_sorted_prefix_rule():
+  # Random logits in a large vocabulary: the kept set must be the smallest sorted prefix
+  # whose mass reaches p, extended to every token tied (in float32) with its last one.
+  rng = np.random.default_rng(3)
+  logits_RV = jnp.asarray(rng.standard_normal((64, 5000)).astype(np.float32) *
+                          rng.uniform(0.5, 6, (64, 1)).astype(np.float32))
+  log_norm_R = jax.nn.logsumexp(logits_RV, axis=-1)
+  probs_RV = np.asarray(jnp.exp(logits_RV - log_norm_R[:, None])).astype(np.float64)
+  for p in (0.3, 0.9, 0.99):
+    kept = np.isfinite(np.asarray(
+        strategies._nucleus_threshold_mask(logits_RV, p, log_norm_R)))
+    for r in range(64):
+      order = np.argsort(-probs_RV[r], kind="stable")
+      sorted_probs = probs_RV[r][order]
+      mass_before = np.cumsum(sorted_probs) - sorted_probs
+      prefix = mass_before < p
+      expected = sorted_probs >= sorted_probs[prefix].min()  # ties at the edge stay
+      # Float32 sums may move a token whose mass-before is within 1e-5 of p.
+      edge = np.abs(mass_before - p) < 1e-5
+      assert np.array_equal(kept[r][order][~edge], expected[~edge]), (p, r)
+      assert expected.sum() - prefix.sum() <= 2  # the tie extension is rare and small
+
+
+def test_draws_never_land_on_masked_entries_anywhere_in_the_row():
+  # Masked entries before, between and after the live ones (vocabulary order, not sorted).
+  logits = jnp.array([[-jnp.inf, 0.0, -jnp.inf, 0.0, -jnp.inf, -jnp.inf]])
+  rows = jnp.repeat(logits, 4000, axis=0)
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4000))
+  toks = np.asarray(jax.jit(strategies.Temperature(1.0))(rows, keys, jnp.int32(0)))
+  freq = np.bincount(toks, minlength=6) / len(toks)
+  assert freq[[0, 2, 4, 5]].sum() == 0
+  np.testing.assert_allclose(freq[[1, 3]], [0.5, 0.5], atol=0.03)
+  # u = 0 and u -> 1 both land on live entries.
+  for u in (0.0, np.nextafter(np.float32(1), np.float32(0))):
+    idx = np.asarray(strategies._draw_inverse_cdf(logits, jnp.array([u], jnp.float32)))
+    assert idx[0] in (1, 3), (u, idx)
 
 
 def test_from_config():

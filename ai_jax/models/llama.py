@@ -4,11 +4,14 @@ Parameters are a plain pytree (linen), so sampling and training stay pure functi
 `params`. Layers are stacked along a leading `layers` axis and run with `nn.scan`: one
 compiled layer body instead of `num_layers` copies keeps compile time low on small CPUs.
 
-With a KV cache (prefill and decode) the same stacked params run in an unrolled layer
-loop, so that each layer's cache is a separate buffer updated in place:
-  k_BSKH, v_BSKH: tuples with one [batch, slot, kv head, head dim] array per layer.
-  mask_BS:        which cache slots hold real (non-padding) tokens.
-Optionally a shared prefix (best-of-k sampling): prefix_k_PLKH, prefix_v_PLKH (per layer)
+With a KV cache (prefill and decode) the same params (stacked, or split per layer by
+`unstack_layers`) run in an unrolled layer loop, so that each layer's cache is a separate
+buffer updated in place:
+  k_BKHS: tuple with one [batch, kv head, head dim, slot] array per layer;
+  v_BKSH: tuple with one [batch, kv head, slot, head dim] array per layer (each in the
+          layout its attention matmul reads, so no step transposes a cache);
+  mask_BS: which cache slots hold real (non-padding) tokens.
+Optionally a shared prefix (best-of-k sampling): prefix_k_PKHL, prefix_v_PKLH (per layer)
 and prefix_mask_PL hold P prompts once; row r of the cache belongs to prompt r // (B / P)
 and attends to that prompt's prefix before its own slots (see `_attend_with_prefix`).
 Queries attend to slots that are real and not in their future (by slot index), so
@@ -203,7 +206,7 @@ class RMSNorm(nn.Module):
     return (scale_D.astype(jnp.float32) * normed).astype(x.dtype)
 
 
-def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt):
+def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BKSH, prefix, scale, dt):
   """Attention over a shared prompt prefix plus each row's own generated slots.
 
   Rows are grouped J per prompt (row = prompt * J + j). The prefix cache holds each prompt
@@ -211,30 +214,54 @@ def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt):
   J * G query rows instead of J copies of the cache. Every prefix slot precedes every
   generated slot, so the prefix needs no causal mask, only its padding mask.
   """
-  prefix_k_PLKH, prefix_v_PLKH, prefix_mask_PL = prefix
+  prefix_k_PKHL, prefix_v_PKLH, prefix_mask_PL = prefix
   B, T, K, G, H = q_BTKGH.shape
   P, L = prefix_mask_PL.shape
   J = B // P
-  q_PJTKGH = q_BTKGH.reshape(P, J, T, K, G, H)
-  pscores_PJKGTL = jnp.einsum("pjtkgh,plkh->pjkgtl", q_PJTKGH, prefix_k_PLKH.astype(dt),
-                              preferred_element_type=jnp.float32) * scale
-  pscores_PJKGTL = jnp.where(prefix_mask_PL[:, None, None, None, None, :], pscores_PJKGTL,
-                             -1e30)
+  # A prompt's J samples read its prefix as J * G query heads per kv head.
+  q_PTKFH = q_BTKGH.reshape(P, J, T, K, G, H).transpose(0, 2, 3, 1, 4, 5).reshape(
+      P, T, K, J * G, H)
+  pscores_PKFTL = _decode_scores(q_PTKFH, prefix_k_PKHL.astype(dt)) * scale
+  pscores_PKFTL = jnp.where(prefix_mask_PL[:, None, None, None, :], pscores_PKFTL, -1e30)
+  pscores_BKGTL = pscores_PKFTL.reshape(P, K, J, G, T, L).transpose(0, 2, 1, 3, 4, 5).reshape(
+      B, K, G, T, L)
   S = scores_BKGTS.shape[-1]
-  scores_BKGTX = jnp.concatenate([pscores_PJKGTL.reshape(B, K, G, T, L), scores_BKGTS], -1)
-  probs_BKGTX = jax.nn.softmax(scores_BKGTX, axis=-1).astype(dt)
-  pprobs_PJKGTL = probs_BKGTX[..., :L].reshape(P, J, K, G, T, L)
-  out_BTKGH = jnp.einsum("pjkgtl,plkh->pjtkgh", pprobs_PJKGTL, prefix_v_PLKH.astype(dt)
-                         ).reshape(B, T, K, G, H)
-  return out_BTKGH + jnp.einsum("bkgts,bskh->btkgh", probs_BKGTX[..., L:L + S],
-                                values_BSKH.astype(dt))
+  probs_BKGTX = jax.nn.softmax(jnp.concatenate([pscores_BKGTL, scores_BKGTS], -1),
+                               axis=-1).astype(dt)
+  pprobs_PKFTL = probs_BKGTX[..., :L].reshape(P, J, K, G, T, L).transpose(
+      0, 2, 1, 3, 4, 5).reshape(P, K, J * G, T, L)
+  pout_PTKFH = _decode_values(pprobs_PKFTL, prefix_v_PKLH.astype(dt))
+  pout_BTKGH = pout_PTKFH.reshape(P, T, K, J, G, H).transpose(0, 3, 1, 2, 4, 5).reshape(
+      B, T, K, G, H)
+  return pout_BTKGH + _decode_values(probs_BKGTX[..., L:L + S], values_BKSH.astype(dt))
+
+
+def _decode_scores(q_BTKGH, keys_BKHS):
+  """q.k over the cache -> [B, K, G, T, S]. A one-token step is a multiply-reduce over the
+  head dim: as a batched dot_general of [G, H] x [H, S] per (row, kv head), XLA:CPU either
+  transposes the cache or runs a slow generic dot."""
+  if q_BTKGH.shape[1] != 1:
+    return jnp.einsum("btkgh,bkhs->bkgts", q_BTKGH, keys_BKHS,
+                      preferred_element_type=jnp.float32)
+  q_BKGH1 = q_BTKGH[:, 0, :, :, :, None].astype(jnp.float32)
+  return jnp.sum(q_BKGH1 * keys_BKHS[:, :, None].astype(jnp.float32), axis=-2)[:, :, :, None]
+
+
+def _decode_values(probs_BKGTS, values_BKSH):
+  """probs.v over the cache -> [B, T, K, G, H]; one-token steps as a multiply-reduce over
+  slots, for the same reason as `_decode_scores`."""
+  if probs_BKGTS.shape[3] != 1:
+    return jnp.einsum("bkgts,bksh->btkgh", probs_BKGTS, values_BKSH)
+  probs_BKGS1 = probs_BKGTS[:, :, :, 0, :, None]
+  out_BKGH = jnp.sum(probs_BKGS1 * values_BKSH[:, :, None], axis=-2)
+  return out_BKGH[:, None]
 
 
 class Attention(nn.Module):
   config: LlamaConfig
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
+  def __call__(self, x_BTD, positions_BT, cache_k_BKHS, cache_v_BKSH, key_mask_BS,
                query_slots_T, write_index, prefix=None):
     cfg = self.config
     dt = cfg.compute_dtype
@@ -254,32 +281,40 @@ class Attention(nn.Module):
                         positions_BT, inv_freq)
     v_BTKH = (x_ND @ v_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H)
 
-    if cache_k_BSKH is None:  # Plain forward: attend within the given tokens only.
-      keys_BSKH, values_BSKH = k_BTKH, v_BTKH
-    else:
-      keys_BSKH = jax.lax.dynamic_update_slice_in_dim(
-          cache_k_BSKH, k_BTKH.astype(cache_k_BSKH.dtype), write_index, axis=1)
-      values_BSKH = jax.lax.dynamic_update_slice_in_dim(
-          cache_v_BSKH, v_BTKH.astype(cache_v_BSKH.dtype), write_index, axis=1)
-
-    S = keys_BSKH.shape[1]
     scale = np.float32(1.0 / np.sqrt(H))
     q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
-    scores_BKGTS = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, keys_BSKH.astype(dt),
-                              preferred_element_type=jnp.float32) * scale
+    if cache_k_BKHS is None:  # Plain forward: attend within the given tokens only.
+      scores_BKGTS = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, k_BTKH,
+                                preferred_element_type=jnp.float32) * scale
+      S = T
+    else:
+      # The cache keeps keys as [B, K, H, S] and values as [B, K, S, H], the layouts the
+      # two attention matmuls read: stored as [B, S, K, H], XLA:CPU transposed every
+      # layer's whole key cache at every decode step (30% of the step, SmolLM2 at N=192).
+      keys_BKHS = jax.lax.dynamic_update_slice_in_dim(
+          cache_k_BKHS, k_BTKH.transpose(0, 2, 3, 1).astype(cache_k_BKHS.dtype),
+          write_index, axis=3)
+      values_BKSH = jax.lax.dynamic_update_slice_in_dim(
+          cache_v_BKSH, v_BTKH.transpose(0, 2, 1, 3).astype(cache_v_BKSH.dtype),
+          write_index, axis=2)
+      scores_BKGTS = _decode_scores(q_BTKGH, keys_BKHS.astype(dt)) * scale
+      S = keys_BKHS.shape[-1]
     causal_TS = jnp.arange(S)[None, :] <= query_slots_T[:, None]
     allowed_BTS = causal_TS[None] & key_mask_BS[:, None, :]
     scores_BKGTS = jnp.where(allowed_BTS[:, None, None], scores_BKGTS, -1e30)
-    if prefix is None:
-      probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
-      out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, values_BSKH.astype(dt))
+    if prefix is not None:
+      out_BTKGH = _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BKSH, prefix, scale, dt)
     else:
-      out_BTKGH = _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BSKH, prefix, scale, dt)
+      probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(dt)
+      if cache_k_BKHS is None:
+        out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BTKH)
+      else:
+        out_BTKGH = _decode_values(probs_BKGTS, values_BKSH.astype(dt))
     out_BTD = (out_BTKGH.reshape(B * T, N * H) @ o_NHD.reshape(N * H, D).astype(dt)
                ).reshape(B, T, D)
-    if cache_k_BSKH is None:
+    if cache_k_BKHS is None:
       return out_BTD, None, None
-    return out_BTD, keys_BSKH, values_BSKH
+    return out_BTD, keys_BKHS, values_BKSH
 
 
 class MLP(nn.Module):
@@ -308,15 +343,15 @@ class Block(nn.Module):
   config: LlamaConfig
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, cache_k_BSKH, cache_v_BSKH, key_mask_BS,
+  def __call__(self, x_BTD, positions_BT, cache_k_BKHS, cache_v_BKSH, key_mask_BS,
                query_slots_T, write_index, prefix=None):
     eps = self.config.rms_norm_eps
-    attn_BTD, cache_k_BSKH, cache_v_BSKH = Attention(self.config, name="attn")(
-        RMSNorm(eps, name="attn_norm")(x_BTD), positions_BT, cache_k_BSKH, cache_v_BSKH,
+    attn_BTD, cache_k_BKHS, cache_v_BKSH = Attention(self.config, name="attn")(
+        RMSNorm(eps, name="attn_norm")(x_BTD), positions_BT, cache_k_BKHS, cache_v_BKSH,
         key_mask_BS, query_slots_T, write_index, prefix)
     x_BTD = x_BTD + attn_BTD
     x_BTD = x_BTD + MLP(self.config, name="mlp")(RMSNorm(eps, name="mlp_norm")(x_BTD))
-    return x_BTD, cache_k_BSKH, cache_v_BSKH
+    return x_BTD, cache_k_BKHS, cache_v_BKSH
 
 
 class _ScanBlock(Block):
@@ -331,9 +366,10 @@ class _ScanBlock(Block):
 def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype=None) -> dict[str, Any]:
   """An empty KV cache with `max_len` slots per sequence: one buffer per layer."""
   dtype = dtype or config.compute_dtype
-  shape = (batch, max_len, config.num_kv_heads, config.head_dim)
-  return {"k_BSKH": tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)),
-          "v_BSKH": tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)),
+  k_shape = (batch, config.num_kv_heads, config.head_dim, max_len)
+  v_shape = (batch, config.num_kv_heads, max_len, config.head_dim)
+  return {"k_BKHS": tuple(jnp.zeros(k_shape, dtype) for _ in range(config.num_layers)),
+          "v_BKSH": tuple(jnp.zeros(v_shape, dtype) for _ in range(config.num_layers)),
           "mask_BS": jnp.zeros((batch, max_len), bool)}
 
 
@@ -376,20 +412,23 @@ class Llama(nn.Module):
       key_mask_BS = jax.lax.dynamic_update_slice_in_dim(
           cache["mask_BS"], input_mask_BT, write_index, axis=1)
       query_slots_T = write_index + jnp.arange(T)
-      stacked = self.variables["params"]["layers"]
+      layers = self.variables["params"]["layers"]
       new_k, new_v = [], []
       for i in range(cfg.num_layers):
-        layer_params = jax.tree.map(lambda w: w[i], stacked)
+        # Stacked params (as trained and stored) or a tuple of per-layer params
+        # (`unstack_layers`, done once before a decode loop so no step slices weights).
+        layer_params = layers[i] if isinstance(layers, tuple) else jax.tree.map(
+            lambda w: w[i], layers)
         prefix = None
-        if "prefix_k_PLKH" in cache:
-          prefix = (cache["prefix_k_PLKH"][i], cache["prefix_v_PLKH"][i],
+        if "prefix_k_PKHL" in cache:
+          prefix = (cache["prefix_k_PKHL"][i], cache["prefix_v_PKLH"][i],
                     cache["prefix_mask_PL"])
         x_BTD, k_i, v_i = Block(cfg).apply(
-            {"params": layer_params}, x_BTD, positions_BT, cache["k_BSKH"][i],
-            cache["v_BSKH"][i], key_mask_BS, query_slots_T, write_index, prefix)
+            {"params": layer_params}, x_BTD, positions_BT, cache["k_BKHS"][i],
+            cache["v_BKSH"][i], key_mask_BS, query_slots_T, write_index, prefix)
         new_k.append(k_i)
         new_v.append(v_i)
-      new_cache = {**cache, "k_BSKH": tuple(new_k), "v_BSKH": tuple(new_v),
+      new_cache = {**cache, "k_BKHS": tuple(new_k), "v_BKSH": tuple(new_v),
                    "mask_BS": key_mask_BS}
 
     if last_only:
@@ -403,6 +442,18 @@ class Llama(nn.Module):
       logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV.astype(dt),
                               preferred_element_type=jnp.float32)
     return logits_BTV, new_cache
+
+
+def unstack_layers(params):
+  """Params with the stacked `layers` split into a tuple of per-layer trees, which the cache
+  path reads directly. Inside a decode loop, slicing the stacked weights each step made
+  XLA:CPU copy some of them (about 10% of a SmolLM2 step)."""
+  layers = params["layers"]
+  if isinstance(layers, tuple):
+    return params
+  num_layers = jax.tree.leaves(layers)[0].shape[0]
+  return {**params, "layers": tuple(jax.tree.map(lambda w: w[i], layers)
+                                    for i in range(num_layers))}
 
 
 def init_params(config: LlamaConfig, seed: int = 0):

@@ -15,10 +15,10 @@ prompt's value is its samples' maximum) and toxicity probability (1 if any sampl
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 from ai_jax.profiling import stats
+from ai_jax.store.atomic import read_json
 from ai_jax.store.records import iter_records, record_key
 
 NOT_ANSWERED = ("prompt_too_long",)
@@ -85,13 +85,8 @@ def mode_section(rows_by_arm: dict[str, list[dict]], metrics: list[str], protoco
   return {"metrics": out}
 
 
-def _read_json(path: str):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def _metric_infos(folder: str) -> dict:
-  return _read_json(os.path.join(folder, "scores", "metrics.json"))["columns"]
+  return read_json(os.path.join(folder, "scores", "metrics.json"))["columns"]
 
 
 def _describe_mode(name: str, mode: dict, num_prompts: int) -> str:
@@ -107,7 +102,7 @@ def _describe_mode(name: str, mode: dict, num_prompts: int) -> str:
 
 def _ablation(workdir: str) -> dict | None:
   path = os.path.join(workdir, "selection", "summary.json")
-  info = _read_json(path).get("ablation") if os.path.exists(path) else None
+  info = read_json(path).get("ablation") if os.path.exists(path) else None
   if not info:
     return None
   with open(os.path.join(workdir, "selection", info["files"]["csv"]), encoding="utf-8") as f:
@@ -131,7 +126,7 @@ def _arms(plan, students: dict) -> dict:
     entry = {"kind": info["kind"], "description": info["description"],
              "strategy": info["strategy"], "selection": None, "train": None}
     if info["kind"] != "base":
-      s = _read_json(plan.path("selection", arm, "summary.json"))
+      s = read_json(plan.path("selection", arm, "summary.json"))
       entry["selection"] = {k: s[k] for k in ("kept", "dropped", "dropped_reasons",
                                               "kept_cut_by_max_new_tokens_share",
                                               "mean_score_kept_vs_all", "kept_teachers")}

@@ -65,6 +65,7 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples K continuations of each of B left-padded prompts; returns arrays per row."""
   model = llama.Llama(config)
+  params = llama.unstack_layers(params)
   B, T = tokens_BT.shape
   K, N = spec.num_samples, spec.max_new_tokens
   R = B * K
@@ -72,16 +73,24 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
 
   cache_axes = mesh_lib.cache_axes(config.num_layers)
-  cache = _constrain(llama.init_cache(config, B, T), cache_axes, mesh)
+  # One sample per prompt: the prompt and its continuation share one cache of T + N slots.
+  # Several: the prompt cache becomes a shared prefix (below).
+  shared_prefix = K > 1
+  cache = _constrain(llama.init_cache(config, B, T if shared_prefix else T + N), cache_axes,
+                     mesh)
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
-  # One prefill per prompt. Its K samples read that one prompt cache (the prefix) and
-  # write their own tokens into per-row slots, so the prompt is neither recomputed nor
-  # copied K times.
-  cache = {**llama.init_cache(config, R, N),
-           "prefix_k_PLKH": cache["k_BSKH"], "prefix_v_PLKH": cache["v_BSKH"],
-           "prefix_mask_PL": cache["mask_BS"]}
-  cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
+  first_slot = 0
+  if shared_prefix:
+    # One prefill per prompt. Its K samples read that one prompt cache (the prefix) and
+    # write their own tokens into per-row slots, so the prompt is neither recomputed nor
+    # copied K times.
+    cache = {**llama.init_cache(config, R, N),
+             "prefix_k_PKHL": cache["k_BKHS"], "prefix_v_PKLH": cache["v_BKSH"],
+             "prefix_mask_PL": cache["mask_BS"]}
+    cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
+  else:
+    first_slot = T
   logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
   prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
   keys_R2 = row_keys(seed, prompt_hash_B, K, first_sample)
@@ -99,7 +108,7 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
     stopped_R = state.stopped_R | is_stop_R
     logits_R1V, cache = model.apply(
         {"params": params}, token_R[:, None], (prompt_len_R + state.step)[:, None],
-        jnp.ones((R, 1), bool), cache=state.cache, write_index=state.step)
+        jnp.ones((R, 1), bool), cache=state.cache, write_index=first_slot + state.step)
     return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
                        tokens_RN=tokens_RN, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
 

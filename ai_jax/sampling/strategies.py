@@ -15,24 +15,27 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-# Top-p first looks at this many candidates; if they hold less than top_p of the mass for
-# some row, it falls back to a full sort, so the result is exact either way.
-_TOP_P_CANDIDATES = 256
+# Probabilities lie in [0, 1], whose float32 bit patterns (read as int32) are ordered like
+# the floats and all below 2**30: 31 halvings pin a threshold down to one bit pattern.
+_BISECTION_STEPS = 31
 
 
 def _uniform_R(keys_R2, step):
   return jax.vmap(lambda key: jax.random.uniform(jax.random.fold_in(key, step)))(keys_R2)
 
 
-def _draw_sorted(logits_RC, u_R):
-  """Index into the last axis of `logits_RC` drawn by inverse CDF (masked entries: -inf)."""
+def _draw_inverse_cdf(logits_RC, u_R):
+  """Index into the last axis of `logits_RC` drawn by inverse CDF; masked entries are -inf
+  and may sit anywhere (the order of the axis does not matter)."""
   probs_RC = jax.nn.softmax(logits_RC.astype(jnp.float32), axis=-1)
   cdf_RC = jnp.cumsum(probs_RC, axis=-1)
   threshold_R = u_R * cdf_RC[:, -1]
-  idx_R = jnp.sum(cdf_RC < threshold_R[:, None], axis=-1)
-  # Never land on a zero-probability entry through rounding at the end of the cdf.
-  last_valid_R = jnp.sum(probs_RC > 0, axis=-1) - 1
-  return jnp.minimum(idx_R, jnp.maximum(last_valid_R, 0))
+  # The first entry whose cdf exceeds the threshold: a zero-probability entry repeats the
+  # cdf before it, so it is never the first to exceed anything.
+  idx_R = jnp.sum(cdf_RC <= threshold_R[:, None], axis=-1)
+  # u * total can round up to total; then fall back to the last entry with mass.
+  last_positive_R = logits_RC.shape[-1] - 1 - jnp.argmax(probs_RC[:, ::-1] > 0, axis=-1)
+  return jnp.minimum(idx_R, last_positive_R)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Temperature:
 
   def __call__(self, logits_RV, keys_R2, step):
     u_R = _uniform_R(keys_R2, step)
-    return _draw_sorted(logits_RV / self.temperature, u_R).astype(jnp.int32)
+    return _draw_inverse_cdf(logits_RV / self.temperature, u_R).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +73,7 @@ class TopK:
     k = min(self.k, logits_RV.shape[-1])
     top_logits_RK, top_idx_RK = jax.lax.top_k(logits_RV, k)
     u_R = _uniform_R(keys_R2, step)
-    choice_R = _draw_sorted(top_logits_RK / self.temperature, u_R)
+    choice_R = _draw_inverse_cdf(top_logits_RK / self.temperature, u_R)
     return jnp.take_along_axis(top_idx_RK, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
@@ -83,6 +86,31 @@ def _nucleus_mask(sorted_logits_RC, top_p, log_norm_R):
   probs_RC = jnp.exp(sorted_logits_RC - log_norm_R[:, None])
   mass_before_RC = jnp.cumsum(probs_RC, axis=-1) - probs_RC
   return jnp.where(mass_before_RC < top_p, sorted_logits_RC, -jnp.inf)
+
+
+def _nucleus_threshold_mask(logits_RV, top_p, log_norm_R):
+  """The nucleus without sorting: keeps token i iff the mass of tokens more probable than i
+  is below top_p, which is the sorted-prefix rule except that exact ties at the edge are all
+  kept (a sort would keep an arbitrary subset of them).
+
+  The rule is a threshold on probability; the threshold is found per row by bisection over
+  float bit patterns, 31 masked sums over V. A full sort of a 49k vocabulary costs about 15x
+  more on CPU, and is what made nucleus sampling 4x slower than greedy decoding.
+  """
+  probs_RV = jnp.exp(logits_RV - log_norm_R[:, None])
+  bits_RV = jax.lax.bitcast_convert_type(probs_RV, jnp.int32)
+
+  def halve(_, bounds):
+    lo_R, hi_R = bounds
+    mid_R = lo_R + (hi_R - lo_R) // 2
+    mass_above_R = jnp.sum(jnp.where(bits_RV > mid_R[:, None], probs_RV, 0.0), axis=-1)
+    inside_R = mass_above_R < top_p  # every token with probability >= mid would be kept
+    return jnp.where(inside_R, lo_R, mid_R + 1), jnp.where(inside_R, mid_R, hi_R)
+
+  # hi starts at the top token, which is always kept (nothing is above it).
+  bounds = (jnp.zeros_like(bits_RV[:, 0]), jnp.max(bits_RV, axis=-1))
+  _, threshold_R = jax.lax.fori_loop(0, _BISECTION_STEPS, halve, bounds)
+  return jnp.where(bits_RV >= threshold_R[:, None], logits_RV, -jnp.inf)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,27 +127,15 @@ class TopP:
 
   def __call__(self, logits_RV, keys_R2, step):
     scaled_RV = logits_RV.astype(jnp.float32) / self.temperature
-    V = scaled_RV.shape[-1]
     u_R = _uniform_R(keys_R2, step)
-
-    def pick(num_candidates, log_norm_R=None):
-      top_RC, idx_RC = jax.lax.top_k(scaled_RV, num_candidates)
-      if log_norm_R is None:  # top-k first: the nucleus is taken in the renormalised top-k.
-        log_norm_R = jax.nn.logsumexp(top_RC, axis=-1)
-      choice_R = _draw_sorted(_nucleus_mask(top_RC, self.p, log_norm_R), u_R)
-      return jnp.take_along_axis(idx_RC, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
-
-    if self.top_k is not None:
-      return pick(min(self.top_k, V))
+    if self.top_k is not None:  # top-k first: the nucleus is taken in the renormalised top-k.
+      top_RK, idx_RK = jax.lax.top_k(scaled_RV, min(self.top_k, scaled_RV.shape[-1]))
+      log_norm_R = jax.nn.logsumexp(top_RK, axis=-1)
+      choice_R = _draw_inverse_cdf(_nucleus_mask(top_RK, self.p, log_norm_R), u_R)
+      return jnp.take_along_axis(idx_RK, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
     log_norm_R = jax.nn.logsumexp(scaled_RV, axis=-1)
-    c = min(_TOP_P_CANDIDATES, V)
-    if c == V:
-      return pick(V, log_norm_R)
-    top_RC = jax.lax.top_k(scaled_RV, c)[0]
-    mass_R = jnp.exp(jax.nn.logsumexp(top_RC, axis=-1) - log_norm_R)
-    # Within the candidates the nucleus is exact only if it closes inside them.
-    return jax.lax.cond(jnp.all(mass_R >= self.p), lambda: pick(c, log_norm_R),
-                        lambda: pick(V, log_norm_R))
+    masked_RV = _nucleus_threshold_mask(scaled_RV, self.p, log_norm_R)
+    return _draw_inverse_cdf(masked_RV, u_R).astype(jnp.int32)
 
 
 def from_config(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,

@@ -89,11 +89,12 @@ def tree_shardings(axes_tree, shapes_tree, mesh: Mesh, rules=SAMPLING_RULES):
 
 def cache_axes(num_layers: int, prefix: bool = False):
   """Logical axes of `models.llama.init_cache` (plus a shared prompt prefix if asked)."""
-  kv = ("batch", "cache_seq", "kv_heads", "head_dim")
-  axes = {"k_BSKH": (kv,) * num_layers, "v_BSKH": (kv,) * num_layers,
+  k = ("batch", "kv_heads", "head_dim", "cache_seq")
+  v = ("batch", "kv_heads", "cache_seq", "head_dim")
+  axes = {"k_BKHS": (k,) * num_layers, "v_BKSH": (v,) * num_layers,
           "mask_BS": ("batch", "cache_seq")}
   if prefix:
-    axes.update(prefix_k_PLKH=(kv,) * num_layers, prefix_v_PLKH=(kv,) * num_layers,
+    axes.update(prefix_k_PKHL=(k,) * num_layers, prefix_v_PKLH=(v,) * num_layers,
                 prefix_mask_PL=("batch", "cache_seq"))
   return axes
 

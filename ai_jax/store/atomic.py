@@ -41,6 +41,24 @@ def write_json_atomic(path: str, obj) -> None:
   write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
+_REQUIRED = object()
+
+
+def read_json(path: str, default=_REQUIRED):
+  """The object in a JSON file. A missing file returns `default` when one is given (else
+  FileNotFoundError); a malformed one raises ValueError naming the file."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    if default is _REQUIRED:
+      raise
+    return default
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); delete it and "
+                     "rerun the stage that wrote it") from e
+
+
 def write_jsonl_atomic(path: str, records: Iterable[dict]) -> None:
   # allow_nan=False: NaN is not JSON; writers store null and say why beside it.
   write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n"
