@@ -140,7 +140,7 @@ def stage_train(plan_: Plan) -> dict:
                    "model": {**c.model.to_dict(), "path": plan_.config.student.path}}}))
     student = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = plan_.host_shared("students", student)
-    marker = read_json(os.path.join(folder, "trained.json"))
+    marker = read_json(os.path.join(folder, "trained.json"), None)
     if marker is None:
       summary = trainer.run(c, folder)
       if not summary["finished"]:
@@ -159,7 +159,7 @@ def stage_train(plan_: Plan) -> dict:
 
 def arm_students(plan_: Plan) -> dict[str, dict]:
   """arm -> {"student": id, "export": model path, "train": summary} (DIR/arms.json)."""
-  arms = read_json(plan_.path("arms.json")) or {}
+  arms = read_json(plan_.path("arms.json"), {})
   missing = [a for a in plan_.arms if a not in arms]
   if missing:
     raise FileNotFoundError(f"arms {missing} have no trained student yet (run the train "
@@ -217,7 +217,7 @@ def run(config, workdir: str, overwrite: bool = False, stages: tuple[str, ...] =
   write_json_atomic(plan_.path("experiment_config.json"), config.to_dict())
   stage_prompts(plan_)
   times_path = plan_.path("stages.json")
-  seconds = read_json(times_path) or {}
+  seconds = read_json(times_path, {})
   functions = {"sample": stage_sample, "score": stage_score, "select": stage_select,
                "train": stage_train, "evaluate": stage_evaluate}
   result = {}

@@ -154,3 +154,17 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
   # No line anywhere was lost or doubled (not only the first of each key).
   lines = [line for p in sorted(folder.glob("shard-*.jsonl")) for line in open(p)]
   assert len(lines) == n
+
+
+def test_read_json_missing_default_and_malformed(tmp_path):
+  from ai_jax.store.atomic import read_json, write_json_atomic
+  path = str(tmp_path / "x.json")
+  assert read_json(path, None) is None
+  with pytest.raises(FileNotFoundError):
+    read_json(path)
+  write_json_atomic(path, {"a": 1})
+  assert read_json(path) == {"a": 1}
+  with open(path, "w") as f:
+    f.write('{"a": ')
+  with pytest.raises(ValueError, match="x.json: not valid JSON"):
+    read_json(path, None)  # a default covers a missing file, never a broken one
