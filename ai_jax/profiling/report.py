@@ -44,52 +44,27 @@ distributions = {metric: {arm: [per-sample values, None for unscored]}} (greedy 
 a targeted metric without an entry gets a "no data" plot.
 
 Plots and tables show every metric of the mode unless `show_metrics` names a subset
-(targeted metrics always kept; summary.json keeps them all): 4 columns, small fonts, readable up to ~30 panels. Bars start at 0,
-so a small shift is better read from the tables.
+(targeted metrics always kept; summary.json keeps them all): 4 columns, small fonts,
+readable up to ~30 panels. Bars start at 0, so a small shift is better read from the
+tables. The drawing itself is in plots.py.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import numpy as np
-
-from ai_jax.profiling.stats import Estimate
+from ai_jax.profiling import plots
+from ai_jax.profiling.stats import as_estimate, fmt_num
 from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
-
-_GRID_COLS = 4
-_MAX_BINS = 60
-
 
 # --- formatting ----------------------------------------------------------------------------
 
 
-def fmt_num(x, signed: bool = False) -> str:
-  """About 3 significant digits, no exponent between 1e-3 and 1e6; "n/a" for None/NaN/inf."""
-  if x is None:
-    return "n/a"
-  x = float(x)
-  if not math.isfinite(x):
-    return "n/a"
-  if x == 0.0:
-    return "0"
-  mag = math.floor(math.log10(abs(x)))
-  s = f"{x:.{max(0, 2 - mag)}f}" if -3 <= mag < 6 else f"{x:.3g}"
-  return "+" + s if signed and x > 0 else s
-
-
-def _est(d) -> Estimate | None:
-  if d is None or isinstance(d, Estimate):
-    return d
-  return Estimate.from_dict(d)
-
-
-def _fmt_est(d, signed: bool = False, unit: str = "") -> str:
-  est = _est(d)
+def _fmtas_estimate(d, signed: bool = False, unit: str = "") -> str:
+  est = as_estimate(d)
   if est is None or est.value is None:
     return "n/a"
   value = fmt_num(est.value, signed) + unit
@@ -133,130 +108,6 @@ def _arm_order(summary: Mapping) -> list[str]:
            for metric in ((mode or {}).get("metrics") or {}).values()
            for arm in ((metric or {}).get("arms") or {})]
   return list(dict.fromkeys([*(summary.get("arms") or {}), *found]))
-
-
-def _finite(values) -> np.ndarray:
-  values_N = np.array([np.nan if v is None else v for v in (values or [])], np.float64)
-  return values_N[np.isfinite(values_N)]
-
-
-# --- plots ---------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float):
-  # Figure + Agg canvas directly: no pyplot, so no global backend switch and no state
-  # shared with whatever else the process plots.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(width, height), dpi=100)
-  FigureCanvasAgg(fig)
-  return fig
-
-
-def _png_bytes(fig) -> bytes:
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png")
-  return buf.getvalue()
-
-
-def _colors(arms: Sequence[str]) -> dict[str, Any]:
-  import matplotlib
-  cmap = matplotlib.colormaps["tab10" if len(arms) <= 10 else "tab20"]
-  return {arm: cmap(i % cmap.N) for i, arm in enumerate(arms)}
-
-
-def _render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence[str],
-                        colors: Mapping[str, Any], confidence: float) -> bytes:
-  from matplotlib.patches import Patch
-  names = list(metrics)
-  ncols = max(1, min(_GRID_COLS, len(names)))
-  nrows = max(1, math.ceil(len(names) / ncols))
-  legend_rows = math.ceil(max(1, len(arms)) / 5)
-  top_in = 0.45 + 0.2 * legend_rows
-  height = 2.3 * nrows + top_in
-  # Wide enough for the legend title when there are only one or two panels.
-  fig = _new_figure(max(3.0 * ncols, 6.5), height)
-  if not names:
-    fig.text(0.5, 0.5, f"{mode}: no metrics (n/a)", ha="center", va="center")
-  for i, metric in enumerate(names):
-    entry = metrics[metric] or {}
-    by_arm = entry.get("arms") or {}
-    ax = fig.add_subplot(nrows, ncols, i + 1)
-    drawn = 0
-    for x, arm in enumerate(arms):
-      est = _est((by_arm.get(arm) or {}).get("estimate"))
-      if est is None or est.value is None:
-        # An empty slot reads as a missing bar, not as a value of 0.
-        ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=6,
-                transform=ax.get_xaxis_transform())
-        continue
-      drawn += 1
-      ax.bar(x, est.value, width=0.8, color=colors[arm])
-      if est.low is not None and est.high is not None:
-        # Whiskers drawn from low to high, not as +-err: a percentile interval need not
-        # be symmetric, nor even contain the point estimate.
-        ax.vlines(x, est.low, est.high, color="black", linewidth=1.0)
-        ax.hlines([est.low, est.high], x - 0.15, x + 0.15, color="black", linewidth=1.0)
-      if arm == "base":
-        ax.axhline(est.value, color="gray", linestyle="--", linewidth=0.7)
-    if not drawn:
-      ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", fontsize=8,
-              transform=ax.transAxes)
-    higher = entry.get("higher_means")
-    # Two lines: "higher = ..." descriptions are as long as a panel is wide.
-    ax.set_title(metric + (f"\n(higher = {higher})" if higher else ""), fontsize=8)
-    ax.set_xticks([])
-    ax.set_xlim(-0.6, max(len(arms), 1) - 0.4)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.grid(True, axis="y", alpha=0.3)
-  handles = [Patch(color=colors[a], label=a) for a in arms]
-  if handles:
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=7,
-               title=f"{mode}: mean over prompts, whiskers = {100 * confidence:g}% CI "
-                     "(dashed: base)", title_fontsize=8, frameon=False)
-  fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - top_in / height))
-  return _png_bytes(fig)
-
-
-def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
-  lo, hi = float(pooled_N.min()), float(pooled_N.max())
-  if np.all(pooled_N == np.round(pooled_N)):
-    # Integer-valued (word counts): bins aligned on integers, else they alias into combs.
-    width = max(1, math.ceil((hi - lo + 1) / _MAX_BINS))
-    return np.arange(lo - 0.5, hi + 0.5 + width, width)
-  edges = np.histogram_bin_edges(pooled_N, bins="auto")
-  return edges if edges.size <= _MAX_BINS + 1 else np.linspace(lo, hi, _MAX_BINS + 1)
-
-
-def _render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence[str],
-                      colors: Mapping[str, Any]) -> bytes:
-  fig = _new_figure(11.0, 4.2)
-  ax_hist = fig.add_subplot(1, 2, 1)
-  ax_cdf = fig.add_subplot(1, 2, 2)
-  series = [(arm, _finite(by_arm.get(arm))) for arm in arms if arm in by_arm]
-  series = [(arm, v) for arm, v in series if v.size]
-  if not series:
-    for ax in (ax_hist, ax_cdf):
-      ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", transform=ax.transAxes)
-  else:
-    edges = _bin_edges(np.concatenate([v for _, v in series]))
-    for arm, values_N in series:
-      # Base drawn thicker: it is the reference the shift is read against.
-      width = 2.2 if arm == "base" else 1.3
-      label = f"{arm} (n={values_N.size}, mean={fmt_num(values_N.mean())})"
-      ax_hist.hist(values_N, bins=edges, density=True, histtype="step", color=colors[arm],
-                   linewidth=width, label=label)
-      sorted_N = np.sort(values_N)
-      ax_cdf.step(sorted_N, np.arange(1, sorted_N.size + 1) / sorted_N.size, where="post",
-                  color=colors[arm], linewidth=width, label=label)
-    ax_hist.legend(fontsize=7, loc="best")
-  for ax, ylabel, title in ((ax_hist, "density", f"{metric}: per-sample distribution"),
-                            (ax_cdf, "share of samples <= x", "ECDF")):
-    ax.set(xlabel=metric, ylabel=ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-  fig.tight_layout()
-  return _png_bytes(fig)
 
 
 # --- markdown ------------------------------------------------------------------------------
@@ -324,25 +175,25 @@ def _evaluation_section(mode: str, entry: Mapping, arms: Sequence[str], plot: st
     label = metric + (f" (higher = {m['higher_means']})" if m.get("higher_means") else "")
     for arm in arms:
       a = by_arm.get(arm) or {}
-      est = _est(a.get("estimate"))
+      est = as_estimate(a.get("estimate"))
       n = "n/a" if est is None else (f"{est.n}" + (f" ({est.n_missing} missing)"
                                                     if est.n_missing else ""))
       vs_base = (a.get("vs_base") or {}).get("pct")
       vs_random = (a.get("vs_random") or {}).get("diff")
-      rows.append([label, arm, _fmt_est(est), n, _fmt_est(vs_base, True, "%"),
-                   _fmt_est(vs_random, True)])
+      rows.append([label, arm, _fmtas_estimate(est), n, _fmtas_estimate(vs_base, True, "%"),
+                   _fmtas_estimate(vs_random, True)])
   lines += _table(["metric", "arm", f"mean [{ci}]", "prompts", f"vs base, % [{ci}]",
                    f"vs random, difference [{ci}]"], rows, "llrrrr")
   return lines + [""]
 
 
-def _shift_section(targeted: Sequence[str], plots: Mapping[str, str]) -> list[str]:
+def _shift_section(targeted: Sequence[str], plot_paths: Mapping[str, str]) -> list[str]:
   lines = ["## Distribution shift of the targeted metrics (greedy samples)", ""]
   if not targeted:
     return lines + ["n/a (no targeted metric)", ""]
   # The plots' legends carry each arm's sample count and mean.
   for metric in targeted:
-    lines += [f"![shift, {metric}]({plots[metric]})", ""]
+    lines += [f"![shift, {metric}]({plot_paths[metric]})", ""]
   return lines
 
 
@@ -361,7 +212,7 @@ def _ablation_section(ablation, out_dir: str) -> list[str]:
   lines += ["Expected best score of j samples per prompt (exact over all j-subsets), "
             "mean over prompts.", ""]
   body = [[r.get("j", "n/a"),
-           _fmt_est({"value": r.get("expected_best"), "low": r.get("expected_best_ci_low"),
+           _fmtas_estimate({"value": r.get("expected_best"), "low": r.get("expected_best_ci_low"),
                      "high": r.get("expected_best_ci_high")})] for r in rows]
   return lines + _table(["j", "expected best [CI]"], body, "rr") + [""]
 
@@ -380,9 +231,10 @@ def _shown(metrics: Mapping, keep: set | None) -> dict:
   return dict(metrics) if keep is None else {k: v for k, v in metrics.items() if k in keep}
 
 
-def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
+def _render_markdown(summary: Mapping, plot_paths: Mapping[str, Mapping[str, str]],
                      out_dir: str, keep: set | None = None) -> str:
-  """report.md's text; plots = {"metrics": {mode: rel path}, "shift": {metric: rel path}}."""
+  """report.md's text; plot_paths = {"metrics": {mode: rel path},
+  "shift": {metric: rel path}}."""
   confidence = float(summary.get("confidence") or 0.95)
   arms = _arm_order(summary)
   pct = f"{100 * confidence:g}%"
@@ -393,9 +245,9 @@ def _render_markdown(summary: Mapping, plots: Mapping[str, Mapping[str, str]],
            "prompt: both arms on the same prompts and resamples. n/a = not available.", ""]
   lines += _arms_section(summary, arms, keep)
   for mode, entry in (summary.get("evaluations") or {}).items():
-    lines += _evaluation_section(mode, entry or {}, arms, plots["metrics"].get(mode),
+    lines += _evaluation_section(mode, entry or {}, arms, plot_paths["metrics"].get(mode),
                                  confidence, keep)
-  lines += _shift_section(list(summary.get("targeted_metrics") or []), plots["shift"])
+  lines += _shift_section(list(summary.get("targeted_metrics") or []), plot_paths["shift"])
   lines += _ablation_section(summary.get("ablation"), out_dir)
   lines += _times_section(summary.get("stage_seconds"))
   return "\n".join(lines)
@@ -416,7 +268,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
   arms = _arm_order(summary)
   extra = [a for by_arm in distributions.values() for a in (by_arm or {}) if a not in arms]
   # One color per arm across every plot, arms only found in distributions included.
-  colors = _colors(arms + list(dict.fromkeys(extra)))
+  colors = plots.colors(arms + list(dict.fromkeys(extra)))
   plot_dir = os.path.join(out_dir, "plots")
   os.makedirs(plot_dir, exist_ok=True)
   targeted = list(summary.get("targeted_metrics") or [])
@@ -434,11 +286,11 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
 
   for mode, entry in (summary.get("evaluations") or {}).items():
     metrics = _shown((entry or {}).get("metrics") or {}, keep)
-    emit("metrics", mode, _render_metrics_png(mode, metrics, arms, colors, confidence))
+    emit("metrics", mode, plots.render_metrics_png(mode, metrics, arms, colors, confidence))
   for metric in targeted:
     by_arm = distributions.get(metric) or {}
     order = [a for a in arms if a in by_arm] + [a for a in by_arm if a not in arms]
-    emit("shift", metric, _render_shift_png(metric, by_arm, order, colors))
+    emit("shift", metric, plots.render_shift_png(metric, by_arm, order, colors))
 
   report = os.path.join(out_dir, "report.md")
   write_text_atomic(report, _render_markdown(summary, rel, out_dir, keep) + "\n")

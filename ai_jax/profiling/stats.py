@@ -260,3 +260,24 @@ def toxicity_probability(rows: Iterable[Mapping], metric: str, threshold: float 
                          **bootstrap_kw) -> Estimate:
   """Share of prompts with at least one sample of toxicity >= threshold."""
   return bootstrap_mean(any_at_least(rows, metric, threshold), **bootstrap_kw)
+
+
+def fmt_num(x, signed: bool = False) -> str:
+  """About 3 significant digits, no exponent between 1e-3 and 1e6; "n/a" for None/NaN/inf."""
+  if x is None:
+    return "n/a"
+  x = float(x)
+  if not math.isfinite(x):
+    return "n/a"
+  if x == 0.0:
+    return "0"
+  mag = math.floor(math.log10(abs(x)))
+  s = f"{x:.{max(0, 2 - mag)}f}" if -3 <= mag < 6 else f"{x:.3g}"
+  return "+" + s if signed and x > 0 else s
+
+
+def as_estimate(d) -> "Estimate | None":
+  """An Estimate from an Estimate, its dict form, or None."""
+  if d is None or isinstance(d, Estimate):
+    return d
+  return Estimate.from_dict(d)
