@@ -5,7 +5,7 @@ Both sides get the same weights (ai_jax exports its params as an HF checkpoint t
 tokenizer). Every sample is forced to run the full --new-tokens (no stop tokens on
 either side), so both sides generate exactly the same number of tokens.
 
-  throughput: P prompts x k samples, T=1.0 (no top-k / top-p), generated tokens/s
+  throughput: P prompts x k samples, T=1.0 (no top-k; top-p with --top-p), generated tokens/s
   latency:    batch 1, greedy, one prompt: ms per generated token (prefill included)
   agreement:  greedy batch-1 token ids of both sides, compared position by position
 
@@ -34,7 +34,7 @@ from benchmarks import machine
 from ai_jax.loading import LoadedModel, default_model_path, export_hf, load_model
 from ai_jax.models import llama
 from ai_jax.sampling.sampler import SamplingOptions, sample_records
-from ai_jax.sampling.strategies import Greedy, Temperature
+from ai_jax.sampling.strategies import Greedy, Temperature, TopP
 from ai_jax.tokenizer import Tokenizer
 
 PROMPTS = [
@@ -70,6 +70,8 @@ def parse_args(argv=None):
   p.add_argument("--k", type=int, default=10, help="samples per prompt (throughput)")
   p.add_argument("--prompts", type=int, default=16, help=f"number of prompts (<= {len(PROMPTS)})")
   p.add_argument("--new-tokens", type=int, default=64)
+  p.add_argument("--top-p", type=float, default=1.0,
+                 help="nucleus for the throughput run on both sides (1.0 = off)")
   p.add_argument("--repeats", type=int, default=1, help="timed runs after the warm-up")
   p.add_argument("--skip-torch", action="store_true")
   p.add_argument("--random-config", choices=["none", "1b"], default="none")
@@ -78,6 +80,8 @@ def parse_args(argv=None):
   args = p.parse_args(argv)
   if not 1 <= args.prompts <= len(PROMPTS):
     p.error(f"--prompts must be in 1..{len(PROMPTS)}")
+  if not 0 < args.top_p <= 1:
+    p.error(f"--top-p must be in (0, 1], got {args.top_p}")
   return args
 
 
@@ -189,7 +193,7 @@ def main(argv=None):
 
   # ---- throughput: P prompts x K samples, T=1.0, all prompts in one ai_jax batch.
   opts = SamplingOptions(num_samples=K, batch_size=P, max_new_tokens=N,
-                         strategy=Temperature(1.0))
+                         strategy=TopP(args.top_p) if args.top_p < 1 else Temperature(1.0))
   counts = []
 
   def jax_sample(r):
@@ -206,7 +210,7 @@ def main(argv=None):
   if torch_side is not None:
     def torch_sample(r):
       torch_side.torch.manual_seed(max(r, 0))
-      gen_kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
+      gen_kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=args.top_p)
       if r < 0:  # short warm-up
         torch_side.generate(ids_list[:2], 4, num_return_sequences=2, **gen_kw)
       else:
