@@ -267,7 +267,7 @@ def report(res, P, K, N):
         f"{min(res['prompt_tokens'])}..{max(res['prompt_tokens'])}; load "
         + ", ".join(f"{k} {v:.1f}s" for k, v in res["load_s"].items()))
   tp, lt = res["throughput"], res["latency"]
-  print(f"\n{'':36}{'ai_jax':>12}{'torch':>12}{'ai_jax speedup':>16}")
+  print(f"\n{'':44}{'ai_jax':>12}{'torch':>12}{'ai_jax speedup':>16}")
 
   def row(label, key, d, fmt, speedup=None):
     a = d["ai_jax"][key]
@@ -275,9 +275,12 @@ def report(res, P, K, N):
     cells = [f"{a:>12{fmt}}", f"{b:>12{fmt}}" if b is not None else f"{'-':>12}"]
     if speedup and b is not None:
       cells.append(f"{(a / b if speedup == 'higher' else b / a):>15.2f}x")
-    print(f"{label:36}" + "".join(cells))
+    print(f"{label:44}" + "".join(cells))
 
-  row(f"throughput tok/s ({P}x{K}x{N}, T=1)", "tokens_per_s", tp, ".1f", "higher")
+  top_p = res["args"].get("top_p", 1.0)
+  nucleus = f", top-p {top_p:g}" if top_p < 1 else ""
+  row(f"throughput tok/s ({P}x{K}x{N}, T=1{nucleus})", "tokens_per_s", tp, ".1f",
+      "higher")
   row("  warm-up call s", "warmup_s", tp, ".2f")
   row(f"latency ms/token (B=1 greedy, {N})", "ms_per_token", lt, ".2f", "lower")
   row("  warm-up call s", "warmup_s", lt, ".2f")
