@@ -28,7 +28,7 @@ import time
 
 import ml_collections
 
-from ai_jax.store.atomic import read_json
+from ai_jax.store.atomic import read_json, write_json_atomic, write_jsonl_atomic
 
 # Re-exported: the experiment's public names live here (sweep.py, tests, notebooks).
 from experiments.plan import (BASELINE_ARMS, ExperimentConfigError, Plan,  # noqa: F401
@@ -52,14 +52,12 @@ def _student(plan_: Plan) -> str:
   out = plan_.host_shared("student", "hf")
   if not os.path.exists(os.path.join(out, "converted.json")):
     loading.export_hf(loading.load_model(path, mesh_shape=None), out, overwrite=True)
-    from ai_jax.store.atomic import write_json_atomic
     write_json_atomic(os.path.join(out, "converted.json"),
                       {"source": path, "identity": loading.model_identity(path)})
   return out
 
 
 def stage_prompts(plan_: Plan) -> None:
-  from ai_jax.store.atomic import write_jsonl_atomic
   for name, records in plan_.prompt_sets.items():
     write_jsonl_atomic(plan_.shared("prompts", f"{name}.jsonl"),
                        [{"prompt_id": p["prompt_id"], "prompt": p["prompt"]} for p in records])
@@ -126,7 +124,6 @@ def stage_train(plan_: Plan) -> dict:
   <shared>/students/<key digest>, so arms with equal training sets (k=1 makes every
   selection the first sample) and sweep cells share a student. DIR/arms.json maps each arm
   to its student."""
-  from ai_jax.store.atomic import write_json_atomic
   from ai_jax.training import trainer
   arms = {"base": {"student": "base", "export": _student(plan_)}}
   for arm in plan_.trained_arms:
@@ -187,7 +184,6 @@ def stage_report(plan_: Plan, stage_seconds: dict) -> dict:
   from ai_jax.profiling import evaluate, report
   summary, distributions = evaluate.experiment_summary(plan_, arm_students(plan_),
                                                       stage_seconds)
-  from ai_jax.store.atomic import write_json_atomic
   # The report shows config.report.metrics (and every toxicity-protocol figure);
   # summary.json has every metric.
   shown = list(plan_.config.report.metrics) + [
@@ -203,7 +199,6 @@ def stage_report(plan_: Plan, stage_seconds: dict) -> dict:
 def run(config, workdir: str, overwrite: bool = False, stages: tuple[str, ...] = STAGES
         ) -> dict:
   """Runs (or resumes) the experiment; returns summary.json's contents."""
-  from ai_jax.store.atomic import write_json_atomic
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     fail(f"unknown stages {unknown}; stages are {', '.join(STAGES)}")

@@ -38,7 +38,7 @@ import time
 
 import ml_collections
 
-from ai_jax.store.atomic import read_json
+from ai_jax.store.atomic import read_json, write_bytes_atomic, write_text_atomic
 
 from experiments import active_inheritance as experiment
 
@@ -101,7 +101,6 @@ def run(config, workdir: str, overwrite: bool = False, host: tuple[int, int] = (
     return _run(config, workdir, host, distributed)
   except BaseException as e:
     if host[1] > 1 and not distributed:  # release the other hosts from their barriers
-      from ai_jax.store.atomic import write_text_atomic
       write_text_atomic(os.path.join(workdir, "barriers", f"FAILED-h{host[0]:03d}"),
                         f"{type(e).__name__}: {e}\n")
     raise
@@ -163,7 +162,6 @@ def combined_rows(config, grid, workdir: str) -> list[dict]:
 
 def write_combined(rows: list[dict], workdir: str) -> dict[str, str]:
   from ai_jax.profiling.report import fmt_num
-  from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
   paths = {ext: os.path.join(workdir, f"sweep.{ext}") for ext in ("csv", "md", "png")}
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")

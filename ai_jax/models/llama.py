@@ -221,7 +221,7 @@ def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BKSH, prefix, scale, dt):
   # A prompt's J samples read its prefix as J * G query heads per kv head.
   q_PTKFH = q_BTKGH.reshape(P, J, T, K, G, H).transpose(0, 2, 3, 1, 4, 5).reshape(
       P, T, K, J * G, H)
-  pscores_PKFTL = _decode_scores(q_PTKFH, prefix_k_PKHL.astype(dt)) * scale
+  pscores_PKFTL = _cache_scores(q_PTKFH, prefix_k_PKHL.astype(dt)) * scale
   pscores_PKFTL = jnp.where(prefix_mask_PL[:, None, None, None, :], pscores_PKFTL, -1e30)
   pscores_BKGTL = pscores_PKFTL.reshape(P, K, J, G, T, L).transpose(0, 2, 1, 3, 4, 5).reshape(
       B, K, G, T, L)
@@ -230,13 +230,13 @@ def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BKSH, prefix, scale, dt):
                                axis=-1).astype(dt)
   pprobs_PKFTL = probs_BKGTX[..., :L].reshape(P, J, K, G, T, L).transpose(
       0, 2, 1, 3, 4, 5).reshape(P, K, J * G, T, L)
-  pout_PTKFH = _decode_values(pprobs_PKFTL, prefix_v_PKLH.astype(dt))
+  pout_PTKFH = _cache_values(pprobs_PKFTL, prefix_v_PKLH.astype(dt))
   pout_BTKGH = pout_PTKFH.reshape(P, T, K, J, G, H).transpose(0, 3, 1, 2, 4, 5).reshape(
       B, T, K, G, H)
-  return pout_BTKGH + _decode_values(probs_BKGTX[..., L:L + S], values_BKSH.astype(dt))
+  return pout_BTKGH + _cache_values(probs_BKGTX[..., L:L + S], values_BKSH.astype(dt))
 
 
-def _decode_scores(q_BTKGH, keys_BKHS):
+def _cache_scores(q_BTKGH, keys_BKHS):
   """q.k over the cache -> [B, K, G, T, S]. A one-token step is a multiply-reduce over the
   head dim: as a batched dot_general of [G, H] x [H, S] per (row, kv head), XLA:CPU either
   transposes the cache or runs a slow generic dot."""
@@ -247,9 +247,9 @@ def _decode_scores(q_BTKGH, keys_BKHS):
   return jnp.sum(q_BKGH1 * keys_BKHS[:, :, None].astype(jnp.float32), axis=-2)[:, :, :, None]
 
 
-def _decode_values(probs_BKGTS, values_BKSH):
+def _cache_values(probs_BKGTS, values_BKSH):
   """probs.v over the cache -> [B, T, K, G, H]; one-token steps as a multiply-reduce over
-  slots, for the same reason as `_decode_scores`."""
+  slots, for the same reason as `_cache_scores`."""
   if probs_BKGTS.shape[3] != 1:
     return jnp.einsum("bkgts,bksh->btkgh", probs_BKGTS, values_BKSH)
   probs_BKGS1 = probs_BKGTS[:, :, :, 0, :, None]
@@ -297,7 +297,7 @@ class Attention(nn.Module):
       values_BKSH = jax.lax.dynamic_update_slice_in_dim(
           cache_v_BKSH, v_BTKH.transpose(0, 2, 1, 3).astype(cache_v_BKSH.dtype),
           write_index, axis=2)
-      scores_BKGTS = _decode_scores(q_BTKGH, keys_BKHS.astype(dt)) * scale
+      scores_BKGTS = _cache_scores(q_BTKGH, keys_BKHS.astype(dt)) * scale
       S = keys_BKHS.shape[-1]
     causal_TS = jnp.arange(S)[None, :] <= query_slots_T[:, None]
     allowed_BTS = causal_TS[None] & key_mask_BS[:, None, :]
@@ -309,7 +309,7 @@ class Attention(nn.Module):
       if cache_k_BKHS is None:
         out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BTKH)
       else:
-        out_BTKGH = _decode_values(probs_BKGTS, values_BKSH.astype(dt))
+        out_BTKGH = _cache_values(probs_BKGTS, values_BKSH.astype(dt))
     out_BTD = (out_BTKGH.reshape(B * T, N * H) @ o_NHD.reshape(N * H, D).astype(dt)
                ).reshape(B, T, D)
     if cache_k_BKHS is None:

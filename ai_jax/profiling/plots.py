@@ -37,14 +37,14 @@ def _png_bytes(fig) -> bytes:
   return buf.getvalue()
 
 
-def colors(arms: Sequence[str]) -> dict[str, Any]:
+def arm_colors(arms: Sequence[str]) -> dict[str, Any]:
   import matplotlib
   cmap = matplotlib.colormaps["tab10" if len(arms) <= 10 else "tab20"]
   return {arm: cmap(i % cmap.N) for i, arm in enumerate(arms)}
 
 
 def render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence[str],
-                        colors: Mapping[str, Any], confidence: float) -> bytes:
+                       colors: Mapping[str, Any], confidence: float) -> bytes:
   from matplotlib.patches import Patch
   names = list(metrics)
   ncols = max(1, min(_GRID_COLS, len(names)))
@@ -107,7 +107,7 @@ def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
 
 
 def render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence[str],
-                      colors: Mapping[str, Any]) -> bytes:
+                     colors: Mapping[str, Any]) -> bytes:
   fig = _new_figure(11.0, 4.2)
   ax_hist = fig.add_subplot(1, 2, 1)
   ax_cdf = fig.add_subplot(1, 2, 2)

@@ -63,7 +63,7 @@ from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
 # --- formatting ----------------------------------------------------------------------------
 
 
-def _fmtas_estimate(d, signed: bool = False, unit: str = "") -> str:
+def _fmt_est(d, signed: bool = False, unit: str = "") -> str:
   est = as_estimate(d)
   if est is None or est.value is None:
     return "n/a"
@@ -180,8 +180,8 @@ def _evaluation_section(mode: str, entry: Mapping, arms: Sequence[str], plot: st
                                                     if est.n_missing else ""))
       vs_base = (a.get("vs_base") or {}).get("pct")
       vs_random = (a.get("vs_random") or {}).get("diff")
-      rows.append([label, arm, _fmtas_estimate(est), n, _fmtas_estimate(vs_base, True, "%"),
-                   _fmtas_estimate(vs_random, True)])
+      rows.append([label, arm, _fmt_est(est), n, _fmt_est(vs_base, True, "%"),
+                   _fmt_est(vs_random, True)])
   lines += _table(["metric", "arm", f"mean [{ci}]", "prompts", f"vs base, % [{ci}]",
                    f"vs random, difference [{ci}]"], rows, "llrrrr")
   return lines + [""]
@@ -212,7 +212,7 @@ def _ablation_section(ablation, out_dir: str) -> list[str]:
   lines += ["Expected best score of j samples per prompt (exact over all j-subsets), "
             "mean over prompts.", ""]
   body = [[r.get("j", "n/a"),
-           _fmtas_estimate({"value": r.get("expected_best"), "low": r.get("expected_best_ci_low"),
+           _fmt_est({"value": r.get("expected_best"), "low": r.get("expected_best_ci_low"),
                      "high": r.get("expected_best_ci_high")})] for r in rows]
   return lines + _table(["j", "expected best [CI]"], body, "rr") + [""]
 
@@ -268,7 +268,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
   arms = _arm_order(summary)
   extra = [a for by_arm in distributions.values() for a in (by_arm or {}) if a not in arms]
   # One color per arm across every plot, arms only found in distributions included.
-  colors = plots.colors(arms + list(dict.fromkeys(extra)))
+  colors = plots.arm_colors(arms + list(dict.fromkeys(extra)))
   plot_dir = os.path.join(out_dir, "plots")
   os.makedirs(plot_dir, exist_ok=True)
   targeted = list(summary.get("targeted_metrics") or [])

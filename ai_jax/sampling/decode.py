@@ -80,7 +80,8 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
                      mesh)
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
-  first_slot = 0
+  # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
+  first_slot = 0 if shared_prefix else T
   if shared_prefix:
     # One prefill per prompt. Its K samples read that one prompt cache (the prefix) and
     # write their own tokens into per-row slots, so the prompt is neither recomputed nor
@@ -89,8 +90,6 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              "prefix_k_PKHL": cache["k_BKHS"], "prefix_v_PKLH": cache["v_BKSH"],
              "prefix_mask_PL": cache["mask_BS"]}
     cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
-  else:
-    first_slot = T
   logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
   prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
   keys_R2 = row_keys(seed, prompt_hash_B, K, first_sample)
