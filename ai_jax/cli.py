@@ -8,14 +8,35 @@ duplicate-flag error.
 from __future__ import annotations
 
 import json
-from typing import Callable
+import sys
+from typing import Callable, Mapping
+
+
+def check_overrides(argv: list[str], governed: Mapping[str, str] | None = None) -> None:
+  """Exits with one line when a --config.KEY override names a key the config file does
+  not declare (or one an experiment sets itself), before absl parses anything: absl would
+  raise a long traceback ending in AttributeError: "'KEY'"."""
+  from ai_jax import config_files
+  keys = config_files.override_keys(argv)
+  spec = config_files.config_spec(argv)
+  if not keys or spec is None:
+    return
+  try:
+    config = config_files.load(spec)
+    for key in keys:
+      config_files.check_key(config, key, governed)
+  except (config_files.ConfigKeyError, FileNotFoundError) as e:
+    sys.exit(f"error: {e}")
 
 
 def run_stage(run: Callable, example: str, *, help_config: str,
-              hide: tuple[str, ...] = ()) -> None:
-  """Parses the flags and prints run(config, workdir, overwrite)'s summary as JSON."""
+              hide: tuple[str, ...] = (), governed: Mapping[str, str] | None = None) -> None:
+  """Parses the flags and prints run(config, workdir, overwrite)'s summary as JSON.
+  `governed` ({key: the key that sets it}) names the keys an experiment sets itself."""
   from absl import app, flags
   from ml_collections import config_flags
+
+  check_overrides(sys.argv[1:], governed)
 
   config = config_flags.DEFINE_config_file("config", None, help_config, lock_config=True)
   workdir = flags.DEFINE_string("workdir", None, "Run directory.")

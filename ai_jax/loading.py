@@ -7,6 +7,7 @@ packages (llm, llama_cpp) that ai_jax neither needs nor installs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -101,6 +102,24 @@ def read_checkpoint(path: str | None = None) -> tuple[dict, dict, Tokenizer, str
   return hf_config, state_dict, Tokenizer.from_pretrained_dir(path), path
 
 
+# While reuse_models() is active: the models loaded in it, by what decides them.
+_REUSED: dict | None = None
+
+
+@contextlib.contextmanager
+def reuse_models():
+  """Within the block, load_model returns a model already loaded in it for the same
+  files (path and content digest), dtype and mesh instead of reading and placing it again:
+  a stage that samples one student in several modes, or a chain of stage calls, loads
+  each model once. Outside any block nothing is kept, so no model outlives its stage."""
+  global _REUSED
+  outer, _REUSED = _REUSED, {} if _REUSED is None else _REUSED
+  try:
+    yield
+  finally:
+    _REUSED = outer
+
+
 def load_model(path: str | None = None, *, dtype: str = "float32",
                mesh: Mesh | None = None, mesh_shape: Sequence[int] | None = (-1, 1),
                param_dtype=np.float32) -> LoadedModel:
@@ -109,6 +128,17 @@ def load_model(path: str | None = None, *, dtype: str = "float32",
   `dtype` is the compute dtype ("float32" or "bfloat16"); `mesh_shape` is (data, model)
   with -1 for "the rest"; pass `mesh_shape=None` and no mesh for plain single-device use.
   """
+  if _REUSED is not None:
+    resolved = resolve_model_path(path)
+    key = (resolved, model_identity(resolved)["digest"], dtype, mesh,
+           None if mesh_shape is None else tuple(mesh_shape), np.dtype(param_dtype).name)
+    if key not in _REUSED:
+      _REUSED[key] = _load(resolved, dtype, mesh, mesh_shape, param_dtype)
+    return _REUSED[key]
+  return _load(path, dtype, mesh, mesh_shape, param_dtype)
+
+
+def _load(path, dtype, mesh, mesh_shape, param_dtype) -> LoadedModel:
   hf_config, state_dict, tokenizer, source = read_checkpoint(path)
   config = llama.LlamaConfig.from_hf_config(hf_config, dtype=dtype)
   params = convert.hf_to_params(state_dict, config, dtype=param_dtype)

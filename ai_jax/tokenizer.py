@@ -25,16 +25,16 @@ from tokenizers import Tokenizer as _RustTokenizer
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token_type values
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
 _CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+  " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+  r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+  r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 # llama.cpp pre-tokenizer families that isolate every numeral before the GPT-2 regex.
 _DIGIT_SPLIT_PRES = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}
@@ -43,275 +43,275 @@ _QWEN2_PRES = {"qwen2", "deepseek-r1-qwen", "megrez"}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's printable spelling of the 256 byte values (the alphabet of byte-level vocabularies)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    spelled, extra = dict(zip(keep, map(chr, keep))), 0
-    for b in range(256):
-        if b not in spelled:
-            spelled[b], extra = chr(256 + extra), extra + 1
-    return spelled
+  """GPT-2's printable spelling of the 256 byte values (the alphabet of byte-level vocabularies)."""
+  keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+  spelled, extra = dict(zip(keep, map(chr, keep))), 0
+  for b in range(256):
+    if b not in spelled:
+      spelled[b], extra = chr(256 + extra), extra + 1
+  return spelled
 
 
 def _pre_tokenizer(pre: str | None) -> pre_tokenizers.PreTokenizer:
-    """The split llama.cpp applies for `tokenizer.ggml.pre`; unknown names get plain GPT-2."""
-    if pre in _DIGIT_SPLIT_PRES:
-        return pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-        )
-    split = _LLAMA3_SPLIT if pre in _LLAMA3_PRES else _QWEN2_SPLIT if pre in _QWEN2_PRES else None
-    if split is None:
-        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  """The split llama.cpp applies for `tokenizer.ggml.pre`; unknown names get plain GPT-2."""
+  if pre in _DIGIT_SPLIT_PRES:
     return pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(split), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+      [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
+  split = _LLAMA3_SPLIT if pre in _LLAMA3_PRES else _QWEN2_SPLIT if pre in _QWEN2_PRES else None
+  if split is None:
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  return pre_tokenizers.Sequence(
+    [
+      pre_tokenizers.Split(Regex(split), behavior="isolated"),
+      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ]
+  )
 
 
 def _read_gguf_metadata(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"GGUF file not found: {path}")
-    import gguf
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"GGUF file not found: {path}")
+  import gguf
 
-    reader = gguf.GGUFReader(path)
-    return {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
+  reader = gguf.GGUFReader(path)
+  return {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
 
 
 def _token_str(value: Any) -> str | None:
-    """Special tokens in tokenizer_config.json are either strings or serialized AddedToken dicts."""
-    return value.get("content") if isinstance(value, dict) else value
+  """Special tokens in tokenizer_config.json are either strings or serialized AddedToken dicts."""
+  return value.get("content") if isinstance(value, dict) else value
 
 
 class Tokenizer:
-    """A Rust BPE tokenizer plus the few facts a sampler needs (special ids, chat template).
+  """A Rust BPE tokenizer plus the few facts a sampler needs (special ids, chat template).
 
-    All encoding goes through the Rust tokenizer with add_special_tokens=False; BOS is prepended here,
-    so the "does this model want BOS" decision lives in one place (`add_bos_default`).
-    """
+  All encoding goes through the Rust tokenizer with add_special_tokens=False; BOS is prepended here,
+  so the "does this model want BOS" decision lives in one place (`add_bos_default`).
+  """
 
-    def __init__(
-        self,
-        backend: _RustTokenizer,
-        *,
-        bos_token: str | None,
-        eos_token: str,
-        pad_token: str | None = None,
-        unk_token: str | None = None,
-        add_bos_default: bool = False,
-        chat_template: str | None = None,
-    ):
-        self.backend = backend
-        self.bos_token, self.eos_token, self.unk_token = bos_token, eos_token, unk_token
-        self.pad_token = pad_token if pad_token is not None else eos_token
-        self.add_bos_default = bool(add_bos_default and bos_token is not None)
-        self.chat_template = chat_template
-        self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
-        self.bos_id: int | None = backend.token_to_id(bos_token) if bos_token is not None else None
-        self.eos_id: int = backend.token_to_id(eos_token)
-        self.pad_id: int = backend.token_to_id(self.pad_token)
-        if self.eos_id is None or self.pad_id is None:
-            raise ValueError(f"eos/pad token {eos_token!r}/{self.pad_token!r} is not in the vocabulary")
-        ends = {backend.token_to_id(t) for t in _END_OF_TURN} - {None}
-        self.stop_ids: frozenset[int] = frozenset({self.eos_id, *ends})
+  def __init__(
+    self,
+    backend: _RustTokenizer,
+    *,
+    bos_token: str | None,
+    eos_token: str,
+    pad_token: str | None = None,
+    unk_token: str | None = None,
+    add_bos_default: bool = False,
+    chat_template: str | None = None,
+  ):
+    self.backend = backend
+    self.bos_token, self.eos_token, self.unk_token = bos_token, eos_token, unk_token
+    self.pad_token = pad_token if pad_token is not None else eos_token
+    self.add_bos_default = bool(add_bos_default and bos_token is not None)
+    self.chat_template = chat_template
+    self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
+    self.bos_id: int | None = backend.token_to_id(bos_token) if bos_token is not None else None
+    self.eos_id: int = backend.token_to_id(eos_token)
+    self.pad_id: int = backend.token_to_id(self.pad_token)
+    if self.eos_id is None or self.pad_id is None:
+      raise ValueError(f"eos/pad token {eos_token!r}/{self.pad_token!r} is not in the vocabulary")
+    ends = {backend.token_to_id(t) for t in _END_OF_TURN} - {None}
+    self.stop_ids: frozenset[int] = frozenset({self.eos_id, *ends})
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_gguf(cls, path_or_metadata: str | os.PathLike | dict[str, Any]) -> "Tokenizer":
-        """Build from a GGUF path, or from its already-read metadata {key: python value}."""
-        if isinstance(path_or_metadata, dict):
-            meta = path_or_metadata
-        else:
-            meta = _read_gguf_metadata(os.fspath(path_or_metadata))
-        tokens = meta.get("tokenizer.ggml.tokens")
-        if tokens is None or len(tokens) == 0:
-            raise ValueError("GGUF metadata has no tokenizer (missing 'tokenizer.ggml.tokens')")
-        kind = meta.get("tokenizer.ggml.model")
-        if kind != "gpt2":
-            raise ValueError(f"only byte-level BPE GGUF tokenizers ('gpt2') are supported, got {kind!r}")
-        tokens = [str(t) for t in tokens]
-        types = meta.get("tokenizer.ggml.token_type")  # (may be numpy arrays: no truthiness tests)
-        types = [int(t) for t in types] if types is not None else [1] * len(tokens)
-        merges = [tuple(str(m).split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", ())]
+  # ------------------------------------------------------------------ construction
+  @classmethod
+  def from_gguf(cls, path_or_metadata: str | os.PathLike | dict[str, Any]) -> "Tokenizer":
+    """Build from a GGUF path, or from its already-read metadata {key: python value}."""
+    if isinstance(path_or_metadata, dict):
+      meta = path_or_metadata
+    else:
+      meta = _read_gguf_metadata(os.fspath(path_or_metadata))
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if tokens is None or len(tokens) == 0:
+      raise ValueError("GGUF metadata has no tokenizer (missing 'tokenizer.ggml.tokens')")
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+      raise ValueError(f"only byte-level BPE GGUF tokenizers ('gpt2') are supported, got {kind!r}")
+    tokens = [str(t) for t in tokens]
+    types = meta.get("tokenizer.ggml.token_type")  # (may be numpy arrays: no truthiness tests)
+    types = [int(t) for t in types] if types is not None else [1] * len(tokens)
+    merges = [tuple(str(m).split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", ())]
 
-        # Vocabulary entries are already byte-level spelled; a stray raw string (not a control
-        # token, which stays whole as an added token) is respelled so BPE can reach it.
-        spelling = _bytes_to_unicode()
-        alphabet = set(spelling.values())
-        vocab: dict[str, int] = {}
-        for i, (tok, typ) in enumerate(zip(tokens, types)):
-            if typ != _CONTROL and not set(tok) <= alphabet:
-                tok = "".join(spelling[b] for b in tok.encode("utf-8"))
-            vocab.setdefault(tok, i)
-        backend = _RustTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-        backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
-        backend.decoder = decoders.ByteLevel()
-        # Control tokens (<|im_start|>, ...) are special: matched whole in text, never split, and
-        # dropped by decode(skip_special_tokens=True). User-defined ones are matched whole too.
-        backend.add_special_tokens(
-            [AddedToken(t, special=True, normalized=False) for t, y in zip(tokens, types) if y == _CONTROL]
-        )
-        backend.add_tokens(
-            [AddedToken(t, special=False, normalized=False) for t, y in zip(tokens, types) if y == _USER_DEFINED]
-        )
+    # Vocabulary entries are already byte-level spelled; a stray raw string (not a control
+    # token, which stays whole as an added token) is respelled so BPE can reach it.
+    spelling = _bytes_to_unicode()
+    alphabet = set(spelling.values())
+    vocab: dict[str, int] = {}
+    for i, (tok, typ) in enumerate(zip(tokens, types)):
+      if typ != _CONTROL and not set(tok) <= alphabet:
+        tok = "".join(spelling[b] for b in tok.encode("utf-8"))
+      vocab.setdefault(tok, i)
+    backend = _RustTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
+    backend.decoder = decoders.ByteLevel()
+    # Control tokens (<|im_start|>, ...) are special: matched whole in text, never split, and
+    # dropped by decode(skip_special_tokens=True). User-defined ones are matched whole too.
+    backend.add_special_tokens(
+      [AddedToken(t, special=True, normalized=False) for t, y in zip(tokens, types) if y == _CONTROL]
+    )
+    backend.add_tokens(
+      [AddedToken(t, special=False, normalized=False) for t, y in zip(tokens, types) if y == _USER_DEFINED]
+    )
 
-        def tok(key: str) -> str | None:
-            i = meta.get(f"tokenizer.ggml.{key}")
-            return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
+    def tok(key: str) -> str | None:
+      i = meta.get(f"tokenizer.ggml.{key}")
+      return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
 
-        # BOS: GGUF's add_bos_token is what llama.cpp and transformers honour; absent means no BOS
-        # for byte-level BPE (llama.cpp's default for 'gpt2' vocabularies). SmolLM2 stores False.
-        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        bos = tok("bos_token_id")
-        if add_bos and bos is not None:  # so a saved tokenizer.json alone adds it, like HF Llama 3
-            backend.post_processor = processors.TemplateProcessing(
-                single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab.get(bos, 0))]
-            )
-        eos = tok("eos_token_id") or tokens[0]
-        return cls(
-            backend,
-            bos_token=bos,
-            eos_token=eos,
-            pad_token=tok("padding_token_id"),
-            unk_token=tok("unknown_token_id"),
-            add_bos_default=add_bos,
-            chat_template=meta.get("tokenizer.chat_template"),
-        )
+    # BOS: GGUF's add_bos_token is what llama.cpp and transformers honour; absent means no BOS
+    # for byte-level BPE (llama.cpp's default for 'gpt2' vocabularies). SmolLM2 stores False.
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    bos = tok("bos_token_id")
+    if add_bos and bos is not None:  # so a saved tokenizer.json alone adds it, like HF Llama 3
+      backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab.get(bos, 0))]
+      )
+    eos = tok("eos_token_id") or tokens[0]
+    return cls(
+      backend,
+      bos_token=bos,
+      eos_token=eos,
+      pad_token=tok("padding_token_id"),
+      unk_token=tok("unknown_token_id"),
+      add_bos_default=add_bos,
+      chat_template=meta.get("tokenizer.chat_template"),
+    )
 
-    @classmethod
-    def from_pretrained_dir(cls, path: str | os.PathLike) -> "Tokenizer":
-        """Load `tokenizer.json` (+ `tokenizer_config.json`, `chat_template.jinja` if present)."""
-        path = os.fspath(path)
-        tj = os.path.join(path, "tokenizer.json")
-        if not os.path.isfile(tj):
-            raise FileNotFoundError(f"tokenizer.json not found in {path}")
-        backend = _RustTokenizer.from_file(tj)
-        config: dict[str, Any] = {}
-        if os.path.isfile(cfg := os.path.join(path, "tokenizer_config.json")):
-            with open(cfg, encoding="utf-8") as f:
-                config = json.load(f)
-        template = config.get("chat_template")
-        if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
-        if os.path.isfile(jinja := os.path.join(path, "chat_template.jinja")):
-            with open(jinja, encoding="utf-8") as f:
-                template = f.read()
-        bos = _token_str(config.get("bos_token"))
-        eos = _token_str(config.get("eos_token")) or bos
-        if eos is None:
-            raise ValueError(f"{path}: tokenizer_config.json names no eos_token")
-        add_bos = config.get("add_bos_token")
-        if add_bos is None:  # e.g. Llama 3: the post-processor of tokenizer.json prepends BOS
-            bos_id = backend.token_to_id(bos) if bos is not None else None
-            with_specials = backend.encode("", add_special_tokens=True).ids
-            add_bos = bos_id is not None and with_specials[:1] == [bos_id]
-        return cls(
-            backend,
-            bos_token=bos,
-            eos_token=eos,
-            pad_token=_token_str(config.get("pad_token")),
-            unk_token=_token_str(config.get("unk_token")),
-            add_bos_default=add_bos,
-            chat_template=template,
-        )
+  @classmethod
+  def from_pretrained_dir(cls, path: str | os.PathLike) -> "Tokenizer":
+    """Load `tokenizer.json` (+ `tokenizer_config.json`, `chat_template.jinja` if present)."""
+    path = os.fspath(path)
+    tj = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tj):
+      raise FileNotFoundError(f"tokenizer.json not found in {path}")
+    backend = _RustTokenizer.from_file(tj)
+    config: dict[str, Any] = {}
+    if os.path.isfile(cfg := os.path.join(path, "tokenizer_config.json")):
+      with open(cfg, encoding="utf-8") as f:
+        config = json.load(f)
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+      template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    if os.path.isfile(jinja := os.path.join(path, "chat_template.jinja")):
+      with open(jinja, encoding="utf-8") as f:
+        template = f.read()
+    bos = _token_str(config.get("bos_token"))
+    eos = _token_str(config.get("eos_token")) or bos
+    if eos is None:
+      raise ValueError(f"{path}: tokenizer_config.json names no eos_token")
+    add_bos = config.get("add_bos_token")
+    if add_bos is None:  # e.g. Llama 3: the post-processor of tokenizer.json prepends BOS
+      bos_id = backend.token_to_id(bos) if bos is not None else None
+      with_specials = backend.encode("", add_special_tokens=True).ids
+      add_bos = bos_id is not None and with_specials[:1] == [bos_id]
+    return cls(
+      backend,
+      bos_token=bos,
+      eos_token=eos,
+      pad_token=_token_str(config.get("pad_token")),
+      unk_token=_token_str(config.get("unk_token")),
+      add_bos_default=add_bos,
+      chat_template=template,
+    )
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write tokenizer.json + tokenizer_config.json that transformers.AutoTokenizer loads as-is."""
-        path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
-        self.backend.save(os.path.join(path, "tokenizer.json"))
-        config = {
-            # The generic fast class keeps tokenizer.json's pipeline instead of rebuilding one.
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "pad_token": self.pad_token,
-            "unk_token": self.unk_token,
-            "add_bos_token": self.add_bos_default,
-            "add_eos_token": False,
-            "clean_up_tokenization_spaces": False,
-            "chat_template": self.chat_template,
-        }
-        with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump({k: v for k, v in config.items() if v is not None}, f, indent=2, ensure_ascii=False)
+  def save_pretrained(self, path: str | os.PathLike) -> None:
+    """Write tokenizer.json + tokenizer_config.json that transformers.AutoTokenizer loads as-is."""
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    self.backend.save(os.path.join(path, "tokenizer.json"))
+    config = {
+      # The generic fast class keeps tokenizer.json's pipeline instead of rebuilding one.
+      "tokenizer_class": "PreTrainedTokenizerFast",
+      "bos_token": self.bos_token,
+      "eos_token": self.eos_token,
+      "pad_token": self.pad_token,
+      "unk_token": self.unk_token,
+      "add_bos_token": self.add_bos_default,
+      "add_eos_token": False,
+      "clean_up_tokenization_spaces": False,
+      "chat_template": self.chat_template,
+    }
+    with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+      json.dump({k: v for k, v in config.items() if v is not None}, f, indent=2, ensure_ascii=False)
 
-    # ------------------------------------------------------------------ encode / decode
-    def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
-        """Token ids of `text`. add_bos=None means the model's own default (`add_bos_default`),
-        i.e. exactly what transformers' `tokenizer(text)` gives; for SmolLM2 that is no BOS."""
-        ids = self.backend.encode(text, add_special_tokens=False).ids
-        return self._with_bos(ids, add_bos)
+  # ------------------------------------------------------------------ encode / decode
+  def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
+    """Token ids of `text`. add_bos=None means the model's own default (`add_bos_default`),
+    i.e. exactly what transformers' `tokenizer(text)` gives; for SmolLM2 that is no BOS."""
+    ids = self.backend.encode(text, add_special_tokens=False).ids
+    return self._with_bos(ids, add_bos)
 
-    def encode_batch(self, texts: Sequence[str], add_bos: bool | None = None) -> list[list[int]]:
-        """`encode` for many texts at once (parallel in Rust)."""
-        out = self.backend.encode_batch(list(texts), add_special_tokens=False)
-        return [self._with_bos(e.ids, add_bos) for e in out]
+  def encode_batch(self, texts: Sequence[str], add_bos: bool | None = None) -> list[list[int]]:
+    """`encode` for many texts at once (parallel in Rust)."""
+    out = self.backend.encode_batch(list(texts), add_special_tokens=False)
+    return [self._with_bos(e.ids, add_bos) for e in out]
 
-    def _with_bos(self, ids: list[int], add_bos: bool | None) -> list[int]:
-        add = self.add_bos_default if add_bos is None else add_bos
-        return [self.bos_id, *ids] if add and self.bos_id is not None else list(ids)
+  def _with_bos(self, ids: list[int], add_bos: bool | None) -> list[int]:
+    add = self.add_bos_default if add_bos is None else add_bos
+    return [self.bos_id, *ids] if add and self.bos_id is not None else list(ids)
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+    return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
-    # ------------------------------------------------------------------ chat
-    def apply_chat_template(self, messages: list[dict] | str, add_generation_prompt: bool = True) -> str:
-        """Render the model's jinja chat template the way transformers does (sandboxed, trim/lstrip
-        blocks, `raise_exception`, special-token variables); ChatML if the model has none."""
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        specials = {
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "pad_token": self.pad_token,
-            "unk_token": self.unk_token,
-        }
-        specials = {k: v for k, v in specials.items() if v is not None}
-        return _compile(self.chat_template or _CHATML).render(
-            messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt, **specials
-        )
+  # ------------------------------------------------------------------ chat
+  def apply_chat_template(self, messages: list[dict] | str, add_generation_prompt: bool = True) -> str:
+    """Render the model's jinja chat template the way transformers does (sandboxed, trim/lstrip
+    blocks, `raise_exception`, special-token variables); ChatML if the model has none."""
+    if isinstance(messages, str):
+      messages = [{"role": "user", "content": messages}]
+    specials = {
+      "bos_token": self.bos_token,
+      "eos_token": self.eos_token,
+      "pad_token": self.pad_token,
+      "unk_token": self.unk_token,
+    }
+    specials = {k: v for k, v in specials.items() if v is not None}
+    return _compile(self.chat_template or _CHATML).render(
+      messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt, **specials
+    )
 
-    def encode_chat(self, messages_or_prompt: list[dict] | str, add_generation_prompt: bool = True) -> list[int]:
-        """Template then encode. BOS only if the model adds it normally and the template did not
-        already write it (transformers encodes templates with add_special_tokens=False)."""
-        text = self.apply_chat_template(messages_or_prompt, add_generation_prompt)
-        add = self.add_bos_default and not (self.bos_token and text.startswith(self.bos_token))
-        return self.encode(text, add_bos=add)
+  def encode_chat(self, messages_or_prompt: list[dict] | str, add_generation_prompt: bool = True) -> list[int]:
+    """Template then encode. BOS only if the model adds it normally and the template did not
+    already write it (transformers encodes templates with add_special_tokens=False)."""
+    text = self.apply_chat_template(messages_or_prompt, add_generation_prompt)
+    add = self.add_bos_default and not (self.bos_token and text.startswith(self.bos_token))
+    return self.encode(text, add_bos=add)
 
 
 _TEMPLATES: dict[str, Any] = {}
 
 
 def _compile(template: str):
-    """A compiled template in an environment configured like transformers' chat-template one."""
-    if template not in _TEMPLATES:
-        import jinja2
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+  """A compiled template in an environment configured like transformers' chat-template one."""
+  if template not in _TEMPLATES:
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        def raise_exception(message):
-            raise jinja2.exceptions.TemplateError(message)
+    def raise_exception(message):
+      raise jinja2.exceptions.TemplateError(message)
 
-        def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-            return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+      return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-        class Generation(jinja2.ext.Extension):
-            """`{% generation %}...{% endgeneration %}` (assistant-mask markers): render the body."""
+    class Generation(jinja2.ext.Extension):
+      """`{% generation %}...{% endgeneration %}` (assistant-mask markers): render the body."""
 
-            tags = {"generation"}
+      tags = {"generation"}
 
-            def parse(self, parser):
-                lineno = next(parser.stream).lineno
-                body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-                return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+      def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
 
-            def _body(self, caller):
-                return caller()
+      def _body(self, caller):
+        return caller()
 
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols]
-        )
-        env.filters["tojson"] = tojson
-        env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
-        _TEMPLATES[template] = env.from_string(template)
-    return _TEMPLATES[template]
+    env = ImmutableSandboxedEnvironment(
+      trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    _TEMPLATES[template] = env.from_string(template)
+  return _TEMPLATES[template]

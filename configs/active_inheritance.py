@@ -19,14 +19,18 @@ Args:
 
 The stage sections are the stage CLIs' own configs (configs/sample.py, score.py,
 train.py), so every stage option is here under the same name, e.g.
---config.train.optim.learning_rate=1e-4. The experiment overrides the parts that must agree
-across stages (prompts, model paths, the training step budget).
+--config.train.optim.learning_rate=1e-4, less the keys the experiment sets itself so that
+the stages agree (ai_jax.experiment.plan.GOVERNED: prompts, model paths, hosts, the
+training set and seed): setting one of those is refused with the key that governs it,
+e.g. --config.sample.prompts.path -> --config.prompts.train.path.
 """
 
 import importlib.util
 import os
 
 import ml_collections
+
+from ai_jax.experiment.plan import remove_governed
 
 
 def _sibling(name: str):
@@ -46,8 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in ARGS:
     raise ValueError(f"configs/active_inheritance.py takes '', 'smoke' or 'paper', got {arg!r}")
   c = ml_collections.ConfigDict()
-  c.name = f"active_inheritance:{arg}"
-  c.seed = 0
+  c.name = f"active_inheritance:{arg}"  # the report's title
+  c.seed = 0  # training order, the random baseline's draw, bootstrap resamples
 
   # Teachers: name -> model path ("" = the embedded SmolLM2-135M-Instruct; a .gguf file or
   # an HF safetensors directory). Several teachers pool their samples per prompt.
@@ -65,8 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {"path": "builtin:alpaca_eval", "split": "train", "limit": 96, "field": ""})
   c.prompts.eval = ml_collections.ConfigDict(
       {"path": "builtin:alpaca_eval", "split": "held_out", "limit": 48, "field": ""})
-  c.prompts.held_out_fraction = 0.1
-  c.prompts.split_salt = ""
+  c.prompts.held_out_fraction = 0.1  # share of each file in the "held_out" split
+  c.prompts.split_salt = ""          # another salt, another split
 
   sample = _sibling("sample").get_config()
   sample.sampling.k = 4
@@ -77,8 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sample.sampling.too_long = "skip"
   c.sample = sample
 
-  score = _sibling("score").get_config()
-  score.tokenizer = "model"   # the student's tokenizer (set from student.path)
+  score = _sibling("score").get_config()  # the teachers' samples (tokenizer: the student's)
   c.score = score
 
   # Targeted arms: name -> selection strategy (ai_jax.selection.strategies.from_config).
@@ -126,11 +129,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    "top_p": 0.9, "prompts": "builtin:rtp_toxic", "limit": 40,
                    "protocol": "toxicity", "metrics": ("toxicity_offline",)},
   })
-  c.eval.toxicity_threshold = 0.5
+  c.eval.toxicity_threshold = 0.5   # toxicity probability: share of prompts with a sample >= it
 
   c.report = ml_collections.ConfigDict()
-  c.report.num_bootstrap = 1000
-  c.report.confidence = 0.95
+  c.report.num_bootstrap = 1000     # resamples of prompts per interval
+  c.report.confidence = 0.95        # of every interval in the report
   # Metrics shown in the report's tables and plots (every scored metric is in summary.json).
   c.report.metrics = ("length_words", "length_tokens", "mtld", "distinct_2",
                       "flesch_reading_ease", "flesch_kincaid_grade", "toxicity_offline",
@@ -187,4 +190,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.modes.toxicity.k = 25
     c.eval.modes.toxicity.limit = 0
     c.eval.modes.toxicity.max_new_tokens = 32
-  return c
+  return remove_governed(c)

@@ -28,23 +28,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.prompts.limit = 0          # 0 = all prompts in the file
   c.prompts.field = ""         # "" = "prompt" (or Alpaca's instruction+input); a column name
   c.prompts.split = ""         # "" = all; "train" / "held_out": a hash split of the text
-  c.prompts.held_out_fraction = 0.1
-  c.prompts.split_salt = ""
+  c.prompts.held_out_fraction = 0.1  # share of prompts in the "held_out" split
+  c.prompts.split_salt = ""    # salts the split's hash: another salt, another split
 
   c.sampling = ml_collections.ConfigDict()
-  c.sampling.k = 10
-  c.sampling.max_new_tokens = 256
+  c.sampling.k = 10             # samples per prompt
+  c.sampling.max_new_tokens = 256  # a sample cut here gets finish_reason "length"
   c.sampling.temperature = 1.0  # 0 = greedy
   c.sampling.top_k = 0          # 0 = off
   c.sampling.top_p = 1.0        # 1.0 = off
-  c.sampling.seed = 0
+  c.sampling.seed = 0           # randomness keyed by (seed, prompt_id, sample_index)
   c.sampling.batch_size = 8     # prompts per batch; rows per batch = batch_size * k
-  c.sampling.min_prompt_bucket = 32
-  c.sampling.too_long = "error"  # "error" | "truncate" | "skip"
-  c.sampling.chat_template = True
+  c.sampling.min_prompt_bucket = 32  # prompts pad to power-of-two lengths >= this
+  # A prompt longer than the model's context: "error" stops the run, "truncate" keeps its
+  # tail, "skip" records it with finish_reason "prompt_too_long".
+  c.sampling.too_long = "error"
+  c.sampling.chat_template = True  # wrap prompts in the model's chat template
 
   c.output = ml_collections.ConfigDict()
-  c.output.records_per_shard = 1000
+  c.output.records_per_shard = 1000  # sample records per shard file of DIR/samples/
+
+  # A host's share in a multi-host run (experiments/sweep.py sets it): the prompts whose
+  # stable hash falls to this host, into its own shard files.
+  c.host = ml_collections.ConfigDict({"index": 0, "num_hosts": 1})
 
   if arg == "smoke":
     c.prompts.limit = 4

@@ -33,13 +33,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in ("default", "smoke"):
     raise ValueError(f"configs/score.py takes '' or 'smoke', got {arg!r}")
   c = ml_collections.ConfigDict()
-  c.metrics = OFFLINE_METRICS
+  c.metrics = OFFLINE_METRICS  # metric specs, one column each (see the module docstring)
   # "sampler" = the tokenizer of the model that wrote DIR/samples (from DIR/sample_config.json);
   # "model" = the embedded default; or a .gguf file / Hugging Face directory.
   c.tokenizer = "sampler"
   c.prompts_path = ""  # "" = DIR/sample_config.json's prompts (only metrics that read prompts)
   c.rows_per_append = 1000   # rows scored between two durable appends to DIR/scores/
-  c.records_per_shard = 1000
+  c.records_per_shard = 1000  # score records per shard file of DIR/scores/
+  # A host's share in a multi-host run (experiments/sweep.py sets it): samples of the prompts
+  # it owns, into its own shard files.
+  c.host = ml_collections.ConfigDict({"index": 0, "num_hosts": 1})
   if arg == "smoke":
     c.metrics = ("length_words", "length_chars", "mtld", "flesch_reading_ease",
                  "toxicity_offline", "num_list_items")

@@ -19,6 +19,8 @@ import os
 
 import ml_collections
 
+from ai_jax.experiment import plan, sweep
+
 
 def _experiment_config(arg: str):
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "active_inheritance.py")
@@ -50,4 +52,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for mode in ("sampled", "toxicity"):
       c.experiment.eval.modes[mode].enabled = False
     c.experiment.train.mesh_shape = (2, 1)
-  return c
+  # What each cell sets itself (ai_jax.experiment.sweep.GOVERNED) is not a key here.
+  return plan.remove_governed(c, sweep.GOVERNED)

@@ -1,9 +1,21 @@
 """Test setup: 8 fake CPU devices (set before jax is imported) and small fixtures."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One JAX compilation cache per test session, shared with the processes the tests start
+# (the CLI, experiment, sweep and notebook runs compile the same functions at the same
+# shapes, each in a fresh process): a new folder outside the repository, deleted at exit,
+# so no session's result depends on an earlier one.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="ai_jax_test_jax_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import importlib.util  # noqa: E402
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import requires_embedded
 from configs import sample as sample_config
 from ai_jax import loading
-from ai_jax import sample as sample_cli
+from ai_jax.stages import sample as sample_cli
 from ai_jax.data import prompts as prompts_lib
 from ai_jax.weights.errors import WeightsError
 
@@ -133,6 +133,13 @@ def _lines(folder):
 
 @requires_embedded
 def test_sample_stage_resumes_after_a_torn_write_and_extends_k(tmp_path):
+  # One load of the model for the whole chain (loading.reuse_models): every call below
+  # still runs the stage from its config, as the CLI does.
+  with loading.reuse_models():
+    _torn_write_resume_and_extend_chain(tmp_path)
+
+
+def _torn_write_resume_and_extend_chain(tmp_path):
   config = sample_config.get_config("smoke")
   config.sampling.k = 2
   clean = tmp_path / "clean"
@@ -158,8 +165,8 @@ def test_sample_stage_resumes_after_a_torn_write_and_extends_k(tmp_path):
   teachers = {json.loads(line)["teacher"] for line in _lines(fresh / "samples")}
   assert teachers == {"SmolLM2-135M-Instruct.Q4_1"}
   # The stages chain on that run directory: score, then select with its baselines.
-  from ai_jax import score as score_cli
-  from ai_jax import select as select_cli
+  from ai_jax.stages import score as score_cli
+  from ai_jax.stages import select as select_cli
   from configs import score as score_config
   from configs import select as select_config
   score_cli.run(score_config.get_config("smoke"), str(fresh))

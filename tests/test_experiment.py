@@ -13,7 +13,7 @@ import pytest
 
 from conftest import requires_embedded
 from configs import active_inheritance as ai_config
-from experiments import active_inheritance as experiment
+from ai_jax.experiment import active_inheritance as experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARMS = {"base", "random", "first", "longest"}

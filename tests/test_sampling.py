@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ai_jax.buckets import bucket_length
 from ai_jax.loading import LoadedModel, place_params
 from ai_jax.sampling import sampler, strategies
 from ai_jax.sharding import mesh as mesh_lib
@@ -148,7 +149,7 @@ def test_bad_options_and_prompts(tiny_config, tiny_params, char_tokenizer):
 
 
 def test_bucketing_limits_compiles(tiny_config, tiny_params, char_tokenizer):
-  assert [sampler.bucket_length(n, 16) for n in (1, 16, 17, 33, 100)] == [16, 16, 32, 64, 128]
+  assert [bucket_length(n, 16) for n in (1, 16, 17, 33, 100)] == [16, 16, 32, 64, 128]
   model = _model(tiny_config, tiny_params, char_tokenizer, (1, 1))
   opts = sampler.SamplingOptions(num_samples=1, max_new_tokens=4, batch_size=2)
   prompts = [{"prompt_id": str(n), "prompt": "y" * n} for n in range(1, 40, 3)]

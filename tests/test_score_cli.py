@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ai_jax import score as score_cli
+from ai_jax.stages import score as score_cli
 from configs import score as score_config
 from conftest import requires_embedded
 from metrics_corpus import varied_texts

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ai_jax import score as score_cli
-from ai_jax import select as select_cli
+from ai_jax.stages import score as score_cli
+from ai_jax.stages import select as select_cli
 from ai_jax.store.records import RecordStore
 from configs import score as score_config
 from configs import select as select_config

@@ -168,3 +168,20 @@ def test_read_json_missing_default_and_malformed(tmp_path):
     f.write('{"a": ')
   with pytest.raises(ValueError, match="x.json: not valid JSON"):
     read_json(path, None)  # a default covers a missing file, never a broken one
+
+
+@pytest.mark.parametrize("writer, payload", [("text", "x" * 10), ("bytes", b"x" * 10)])
+def test_atomic_writers_leave_no_temp_file_after_a_failure(tmp_path, monkeypatch, writer,
+                                                           payload):
+  from ai_jax.store import atomic
+  path = tmp_path / "out.txt"
+  path.write_text("old")
+
+  def fail(*_):
+    raise OSError("disk full")
+  monkeypatch.setattr(atomic.os, "replace", fail)
+  write = atomic.write_text_atomic if writer == "text" else atomic.write_bytes_atomic
+  with pytest.raises(OSError, match="disk full"):
+    write(str(path), payload)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+  assert path.read_text() == "old"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ai_jax import loading
+from ai_jax.buckets import bucket_length
 from ai_jax.models import llama
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.training import checkpoint, data as data_lib, step as step_lib, trainer
@@ -70,7 +71,7 @@ def test_encoding_masks_prompt_and_keeps_eot_only_for_finished_samples():
   assert done.tokens[-1] == tokenizer.eos_id and cut.tokens == done.tokens[:-1]
   assert stats.cut_samples_without_eot == 1
   batch = data_lib.make_batch(examples, tokenizer.pad_id, 16, 64, batch_size=3)
-  assert batch["tokens_BT"].shape == (3, data_lib.bucket_length(len(done.tokens), 16, 64))
+  assert batch["tokens_BT"].shape == (3, bucket_length(len(done.tokens), 16, 64))
   assert batch["loss_mask_BT"][0].sum() == len(done.tokens) - len(prompt_ids)
   assert not batch["loss_mask_BT"][2].any() and not batch["input_mask_BT"][2].any()
 
@@ -264,4 +265,4 @@ def test_empty_training_set_fails_before_loading_a_model(tmp_path):
 def test_config_variants_build():
   for arg in ("", "lora", "smoke"):
     c = train_config.get_config(arg)
-    assert dataclasses.is_dataclass(trainer.optim_config(c, 10))
+    assert dataclasses.is_dataclass(trainer.optim_config(trainer.settings(c), 10))

@@ -11,8 +11,8 @@ buffer updated in place:
   v_BKSH: tuple with one [batch, kv head, slot, head dim] array per layer (each in the
           layout its attention matmul reads, so no step transposes a cache);
   mask_BS: which cache slots hold real (non-padding) tokens.
-Optionally a shared prefix (best-of-k sampling): prefix_k_PKHL, prefix_v_PKLH (per layer)
-and prefix_mask_PL hold P prompts once; row r of the cache belongs to prompt r // (B / P)
+Optionally a shared prefix (best-of-k sampling): prefix_k_PKHX, prefix_v_PKXH (per layer)
+and prefix_mask_PX hold P prompts once; row r of the cache belongs to prompt r // (B / P)
 and attends to that prompt's prefix before its own slots (see `_attend_with_prefix`).
 Queries attend to slots that are real and not in their future (by slot index), so
 left-padded prompts, prefill and one-token decode steps all share one code path.
@@ -214,26 +214,27 @@ def _attend_with_prefix(q_BTKGH, scores_BKGTS, values_BKSH, prefix, scale, dt):
   J * G query rows instead of J copies of the cache. Every prefix slot precedes every
   generated slot, so the prefix needs no causal mask, only its padding mask.
   """
-  prefix_k_PKHL, prefix_v_PKLH, prefix_mask_PL = prefix
+  prefix_k_PKHX, prefix_v_PKXH, prefix_mask_PX = prefix
   B, T, K, G, H = q_BTKGH.shape
-  P, L = prefix_mask_PL.shape
+  P, X = prefix_mask_PX.shape
   J = B // P
-  # A prompt's J samples read its prefix as J * G query heads per kv head.
-  q_PTKFH = q_BTKGH.reshape(P, J, T, K, G, H).transpose(0, 2, 3, 1, 4, 5).reshape(
+  # A prompt's J samples read its prefix as Q = J * G query heads per kv head.
+  q_PTKQH = q_BTKGH.reshape(P, J, T, K, G, H).transpose(0, 2, 3, 1, 4, 5).reshape(
       P, T, K, J * G, H)
-  pscores_PKFTL = _cache_scores(q_PTKFH, prefix_k_PKHL.astype(dt)) * scale
-  pscores_PKFTL = jnp.where(prefix_mask_PL[:, None, None, None, :], pscores_PKFTL, -1e30)
-  pscores_BKGTL = pscores_PKFTL.reshape(P, K, J, G, T, L).transpose(0, 2, 1, 3, 4, 5).reshape(
-      B, K, G, T, L)
+  pscores_PKQTX = _cache_scores(q_PTKQH, prefix_k_PKHX.astype(dt)) * scale
+  pscores_PKQTX = jnp.where(prefix_mask_PX[:, None, None, None, :], pscores_PKQTX, -1e30)
+  pscores_BKGTX = pscores_PKQTX.reshape(P, K, J, G, T, X).transpose(0, 2, 1, 3, 4, 5).reshape(
+      B, K, G, T, X)
   S = scores_BKGTS.shape[-1]
-  probs_BKGTX = jax.nn.softmax(jnp.concatenate([pscores_BKGTL, scores_BKGTS], -1),
+  # W = X + S: every slot a row reads, its prompt's prefix then its own.
+  probs_BKGTW = jax.nn.softmax(jnp.concatenate([pscores_BKGTX, scores_BKGTS], -1),
                                axis=-1).astype(dt)
-  pprobs_PKFTL = probs_BKGTX[..., :L].reshape(P, J, K, G, T, L).transpose(
-      0, 2, 1, 3, 4, 5).reshape(P, K, J * G, T, L)
-  pout_PTKFH = _cache_values(pprobs_PKFTL, prefix_v_PKLH.astype(dt))
-  pout_BTKGH = pout_PTKFH.reshape(P, T, K, J, G, H).transpose(0, 3, 1, 2, 4, 5).reshape(
+  pprobs_PKQTX = probs_BKGTW[..., :X].reshape(P, J, K, G, T, X).transpose(
+      0, 2, 1, 3, 4, 5).reshape(P, K, J * G, T, X)
+  pout_PTKQH = _cache_values(pprobs_PKQTX, prefix_v_PKXH.astype(dt))
+  pout_BTKGH = pout_PTKQH.reshape(P, T, K, J, G, H).transpose(0, 3, 1, 2, 4, 5).reshape(
       B, T, K, G, H)
-  return pout_BTKGH + _cache_values(probs_BKGTX[..., L:L + S], values_BKSH.astype(dt))
+  return pout_BTKGH + _cache_values(probs_BKGTW[..., X:X + S], values_BKSH.astype(dt))
 
 
 def _cache_scores(q_BTKGH, keys_BKHS):
@@ -274,12 +275,12 @@ class Attention(nn.Module):
     inv_freq = rope_inv_freq(cfg)
     B, T = x_BTD.shape[:2]
     # 2-D matmuls over flattened tokens, as in MLP (no transposed gradient copies).
-    x_ND = x_BTD.reshape(B * T, D)
-    q_BTNH = apply_rope((x_ND @ q_DNH.reshape(D, N * H).astype(dt)).reshape(B, T, N, H),
+    x_UD = x_BTD.reshape(B * T, D)
+    q_BTNH = apply_rope((x_UD @ q_DNH.reshape(D, N * H).astype(dt)).reshape(B, T, N, H),
                         positions_BT, inv_freq)
-    k_BTKH = apply_rope((x_ND @ k_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H),
+    k_BTKH = apply_rope((x_UD @ k_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H),
                         positions_BT, inv_freq)
-    v_BTKH = (x_ND @ v_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H)
+    v_BTKH = (x_UD @ v_DKH.reshape(D, K * H).astype(dt)).reshape(B, T, K, H)
 
     scale = np.float32(1.0 / np.sqrt(H))
     q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
@@ -332,10 +333,10 @@ class MLP(nn.Module):
     # over (b, t) and XLA:CPU writes transposed copies of the [B*T, F] activation
     # gradients (~16% of a SmolLM2 training step, benchmarks/RESULTS.md).
     B, T, _ = x_BTD.shape
-    x_ND = x_BTD.reshape(B * T, D)
-    gate_NF = x_ND @ gate_DF.astype(dt)
-    up_NF = x_ND @ up_DF.astype(dt)
-    return ((jax.nn.silu(gate_NF) * up_NF) @ down_FD.astype(dt)).reshape(B, T, D)
+    x_UD = x_BTD.reshape(B * T, D)
+    gate_UF = x_UD @ gate_DF.astype(dt)
+    up_UF = x_UD @ up_DF.astype(dt)
+    return ((jax.nn.silu(gate_UF) * up_UF) @ down_FD.astype(dt)).reshape(B, T, D)
 
 
 class Block(nn.Module):
@@ -420,9 +421,9 @@ class Llama(nn.Module):
         layer_params = layers[i] if isinstance(layers, tuple) else jax.tree.map(
             lambda w: w[i], layers)
         prefix = None
-        if "prefix_k_PKHL" in cache:
-          prefix = (cache["prefix_k_PKHL"][i], cache["prefix_v_PKLH"][i],
-                    cache["prefix_mask_PL"])
+        if "prefix_k_PKHX" in cache:
+          prefix = (cache["prefix_k_PKHX"][i], cache["prefix_v_PKXH"][i],
+                    cache["prefix_mask_PX"])
         x_BTD, k_i, v_i = Block(cfg).apply(
             {"params": layer_params}, x_BTD, positions_BT, cache["k_BKHS"][i],
             cache["v_BKSH"][i], key_mask_BS, query_slots_T, write_index, prefix)

@@ -18,19 +18,20 @@ import csv
 import os
 
 from ai_jax.profiling import stats
+from ai_jax.run import layout
 from ai_jax.store.atomic import read_json
 from ai_jax.store.records import iter_records, record_key
 
-NOT_ANSWERED = ("prompt_too_long",)
+NOT_ANSWERED = layout.NOT_SAMPLED  # prompts the student could not answer
 
 
 def arm_rows(folder: str, arm: str, prompt_ids: set, k: int, metrics) -> tuple[list[dict], int]:
   """(score rows of one arm, number of its samples left out as not answered)."""
-  finish = {record_key(r): r.get("finish_reason") for r in
-            iter_records(os.path.join(folder, "samples"))
+  run_dir = layout.StageDir(folder)
+  finish = {record_key(r): r.get("finish_reason") for r in iter_records(run_dir.samples)
             if r.get("teacher") == arm and r["prompt_id"] in prompt_ids and r["sample_index"] < k}
   rows, skipped = [], 0
-  for r in iter_records(os.path.join(folder, "scores")):
+  for r in iter_records(run_dir.scores):
     key = record_key(r)
     if key not in finish:
       continue
@@ -86,7 +87,7 @@ def mode_section(rows_by_arm: dict[str, list[dict]], metrics: list[str], protoco
 
 
 def _metric_infos(folder: str) -> dict:
-  return read_json(os.path.join(folder, "scores", "metrics.json"))["columns"]
+  return read_json(layout.StageDir(folder).scores_metrics)["columns"]
 
 
 def _describe_mode(name: str, mode: dict, num_prompts: int) -> str:
@@ -100,15 +101,16 @@ def _describe_mode(name: str, mode: dict, num_prompts: int) -> str:
   return text
 
 
-def _ablation(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "selection", "summary.json")
-  info = read_json(path).get("ablation") if os.path.exists(path) else None
+def _ablation(dirs: layout.ExperimentDir) -> dict | None:
+  selection = dirs.selection
+  info = read_json(selection.summary, {}).get("ablation")
   if not info:
     return None
-  with open(os.path.join(workdir, "selection", info["files"]["csv"]), encoding="utf-8") as f:
+  with open(os.path.join(selection.root, info["files"]["csv"]), encoding="utf-8") as f:
     rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
   return {"metric": info["metric"], "maximize": info["maximize"],
-          "png": os.path.join("selection", info["files"]["png"]), "rows": rows}
+          "png": dirs.relative(os.path.join(selection.root, info["files"]["png"])),
+          "rows": rows}
 
 
 def _number(text: str):
@@ -126,13 +128,13 @@ def _arms(plan, students: dict) -> dict:
     entry = {"kind": info["kind"], "description": info["description"],
              "strategy": info["strategy"], "selection": None, "train": None}
     if info["kind"] != "base":
-      s = read_json(plan.path("selection", arm, "summary.json"))
+      s = read_json(plan.dirs.selection.arm_summary(arm))
       entry["selection"] = {k: s[k] for k in ("kept", "dropped", "dropped_reasons",
                                               "kept_cut_by_max_new_tokens_share",
                                               "mean_score_kept_vs_all", "kept_teachers")}
       t = students[arm]["train"]
       entry["train"] = {"steps": t["steps"],
-                        "examples": t["steps"] * plan.config.train.train.batch_size,
+                        "examples": t["steps"] * plan.stages.train.train.batch_size,
                         "final_loss": t["final_loss"], "first_loss": t["first_loss"],
                         "data": t["data"], "student": students[arm]["student"]}
     out[arm] = entry
@@ -141,15 +143,14 @@ def _arms(plan, students: dict) -> dict:
 
 def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict, dict]:
   """(summary.json's contents, greedy per-sample distributions of the targeted metrics)."""
-  config = plan.config
-  boot = {"num_bootstrap": int(config.report.num_bootstrap),
-          "confidence": float(config.report.confidence), "seed": int(config.seed)}
+  report = plan.stages.report
+  boot = {k: report[k] for k in ("num_bootstrap", "confidence", "seed")}
   targeted = sorted({m for a in plan.arms.values() if a["kind"] == "targeted"
                      for m in ([a["strategy"].get("metric")] if a["strategy"].get("metric")
                                else [])})
   evaluations, distributions, not_answered = {}, {}, {}
   for name, mode in plan.modes.items():
-    folder = plan.host_shared("eval", name)
+    folder = plan.dirs.evaluation(name).root
     infos = _metric_infos(folder)
     metrics = list(infos)
     prompt_ids = {p["prompt_id"] for p in plan.prompt_sets[plan.mode_prompts(name)]}
@@ -160,7 +161,7 @@ def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict,
       not_answered[f"{name}/{arm}"] = skipped
     section = mode_section(rows_by_arm, metrics, mode["protocol"],
                            {m: infos[m].get("higher_means") for m in metrics},
-                           threshold=float(config.eval.toxicity_threshold), boot=boot)
+                           threshold=report["toxicity_threshold"], boot=boot)
     section["description"] = _describe_mode(name, mode, len(prompt_ids))
     section["num_prompts"] = len(prompt_ids)
     evaluations[name] = section
@@ -168,11 +169,11 @@ def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict,
       distributions = {m: {a: [r.get(m) for r in rows] for a, rows in rows_by_arm.items()}
                        for m in targeted if m in metrics}
   summary = {
-      "title": f"Active inheritance ({config.name})",
+      "title": report["title"],
       "arms": _arms(plan, students),
       "targeted_metrics": targeted,
       "evaluations": evaluations,
-      "ablation": _ablation(plan.workdir),
+      "ablation": _ablation(plan.dirs),
       "train_steps_per_arm": plan.train_steps,
       "prompt_sets": plan.prompt_stats,
       "samples_not_answered": {k: v for k, v in not_answered.items() if v},

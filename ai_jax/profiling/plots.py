@@ -4,12 +4,12 @@ what to plot and where the bytes go."""
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ai_jax import plotting
 from ai_jax.profiling.stats import as_estimate, fmt_num
 
 _GRID_COLS = 4
@@ -19,22 +19,6 @@ _MAX_BINS = 60
 def _finite(values) -> np.ndarray:
   values_N = np.array([np.nan if v is None else v for v in (values or [])], np.float64)
   return values_N[np.isfinite(values_N)]
-
-
-def _new_figure(width: float, height: float):
-  # Figure + Agg canvas directly: no pyplot, so no global backend switch and no state
-  # shared with whatever else the process plots.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(width, height), dpi=100)
-  FigureCanvasAgg(fig)
-  return fig
-
-
-def _png_bytes(fig) -> bytes:
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png")
-  return buf.getvalue()
 
 
 def arm_colors(arms: Sequence[str]) -> dict[str, Any]:
@@ -53,7 +37,7 @@ def render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence
   top_in = 0.45 + 0.2 * legend_rows
   height = 2.3 * nrows + top_in
   # Wide enough for the legend title when there are only one or two panels.
-  fig = _new_figure(max(3.0 * ncols, 6.5), height)
+  fig = plotting.new_figure(max(3.0 * ncols, 6.5), height)
   if not names:
     fig.text(0.5, 0.5, f"{mode}: no metrics (n/a)", ha="center", va="center")
   for i, metric in enumerate(names):
@@ -93,7 +77,7 @@ def render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence
                title=f"{mode}: mean over prompts, whiskers = {100 * confidence:g}% CI "
                      "(dashed: base)", title_fontsize=8, frameon=False)
   fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - top_in / height))
-  return _png_bytes(fig)
+  return plotting.png_bytes(fig, tight=False)
 
 
 def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
@@ -108,7 +92,7 @@ def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
 
 def render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence[str],
                      colors: Mapping[str, Any]) -> bytes:
-  fig = _new_figure(11.0, 4.2)
+  fig = plotting.new_figure(11.0, 4.2)
   ax_hist = fig.add_subplot(1, 2, 1)
   ax_cdf = fig.add_subplot(1, 2, 2)
   series = [(arm, _finite(by_arm.get(arm))) for arm in arms if arm in by_arm]
@@ -134,4 +118,4 @@ def render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
   fig.tight_layout()
-  return _png_bytes(fig)
+  return plotting.png_bytes(fig, tight=False)

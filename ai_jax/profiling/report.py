@@ -58,6 +58,7 @@ from typing import Mapping, Sequence
 
 from ai_jax.profiling import plots
 from ai_jax.profiling.stats import as_estimate, fmt_num
+from ai_jax.run import layout
 from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
 
 # --- formatting ----------------------------------------------------------------------------
@@ -269,7 +270,8 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
   extra = [a for by_arm in distributions.values() for a in (by_arm or {}) if a not in arms]
   # One color per arm across every plot, arms only found in distributions included.
   colors = plots.arm_colors(arms + list(dict.fromkeys(extra)))
-  plot_dir = os.path.join(out_dir, "plots")
+  dirs = layout.ExperimentDir(out_dir)
+  plot_dir = dirs.plots
   os.makedirs(plot_dir, exist_ok=True)
   targeted = list(summary.get("targeted_metrics") or [])
   keep = None if show_metrics is None else set(show_metrics) | set(targeted)
@@ -280,9 +282,10 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
 
   def emit(kind: str, name: str, png: bytes) -> None:
     file_name = f"{kind}_{_slug(name, used[kind])}.png"
-    write_bytes_atomic(os.path.join(plot_dir, file_name), png)
-    paths[f"{kind}_{name}"] = os.path.join(plot_dir, file_name)
-    rel[kind][name] = f"plots/{file_name}"
+    path = os.path.join(plot_dir, file_name)
+    write_bytes_atomic(path, png)
+    paths[f"{kind}_{name}"] = path
+    rel[kind][name] = dirs.relative(path)
 
   for mode, entry in (summary.get("evaluations") or {}).items():
     metrics = _shown((entry or {}).get("metrics") or {}, keep)
@@ -292,7 +295,7 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
     order = [a for a in arms if a in by_arm] + [a for a in by_arm if a not in arms]
     emit("shift", metric, plots.render_shift_png(metric, by_arm, order, colors))
 
-  report = os.path.join(out_dir, "report.md")
+  report = dirs.report
   write_text_atomic(report, _render_markdown(summary, rel, out_dir, keep) + "\n")
   paths["report"] = report
   return paths

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -79,30 +79,63 @@ def _check_options(num_bootstrap: int, confidence: float) -> None:
     raise ValueError(f"num_bootstrap must be an integer >= 0, got {num_bootstrap}")
 
 
-def _replicate_means(values_PV: np.ndarray, num_bootstrap: int, seed: int) -> np.ndarray:
-  """Means over resampled prompts of each column of values_PV; float64 [B, V].
+def resample_counts(num_prompts: int, num_resamples: int,
+                    rng: np.random.Generator) -> np.ndarray:
+  """How often each prompt is drawn in each resample (num_prompts prompts drawn with
+  replacement); float64 [B, P], counts_BP. One rng.integers call, so consecutive calls on
+  one generator continue the same stream: splitting B into blocks draws the same counts."""
+  idx_BP = rng.integers(0, num_prompts, size=(num_resamples, num_prompts))
+  offsets_B1 = np.arange(num_resamples)[:, None] * num_prompts
+  counts = np.bincount((idx_BP + offsets_B1).ravel(), minlength=num_resamples * num_prompts)
+  return counts.reshape(num_resamples, num_prompts).astype(np.float64)
 
-  Each resample is a row of counts (how often each prompt was drawn), so a resample mean is
-  sum(counts * values) / P, with no per-resample copy of the values. The RNG sees only
+
+def bootstrap_counts(num_prompts: int, num_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
+  """The num_bootstrap resamples of (num_prompts, seed), as consecutive count blocks
+  counts_BP (float64 [block, P], see resample_counts) whose rows are resamples 0, 1, ...
+
+  Blocks bound the memory of the [B, P] matrix; their size depends only on P.
+  """
+  if num_prompts < 1:
+    raise ValueError(f"resampling needs at least one prompt, got num_prompts={num_prompts}")
+  rng = np.random.default_rng(seed)
+  block = max(1, _BLOCK_CELLS // num_prompts)
+  for start in range(0, num_bootstrap, block):
+    yield resample_counts(num_prompts, min(block, num_bootstrap - start), rng)
+
+
+def resampled_sums(values_PV, num_bootstrap: int, seed: int) -> np.ndarray:
+  """Sums over resampled prompts of each column of values_PV; float64 [B, V].
+
+  Each resample is a row of counts (bootstrap_counts), so a resample's sum is
+  sum(counts * values), with no per-resample copy of the values. The RNG sees only
   (P, num_bootstrap, seed): every column, and every call with the same P and seed, uses
   the same resamples.
   """
+  values_PV = np.asarray(values_PV, np.float64)
+  if values_PV.ndim != 2:
+    raise ValueError(f"expected values [prompts, columns] (2-D), got shape {values_PV.shape}")
   num_prompts, num_cols = values_PV.shape
-  rng = np.random.default_rng(seed)
-  block = max(1, _BLOCK_CELLS // num_prompts)
-  out_BV = np.empty((num_bootstrap, num_cols))
-  for start in range(0, num_bootstrap, block):
-    stop = min(num_bootstrap, start + block)
-    idx_BP = rng.integers(0, num_prompts, size=(stop - start, num_prompts))
-    offsets_B1 = np.arange(stop - start)[:, None] * num_prompts
-    counts_BP = np.bincount((idx_BP + offsets_B1).ravel(),
-                            minlength=(stop - start) * num_prompts)
-    counts_BP = counts_BP.reshape(stop - start, num_prompts).astype(np.float64)
+  sums_BV = np.empty((num_bootstrap, num_cols))
+  start = 0
+  for counts_BP in bootstrap_counts(num_prompts, num_bootstrap, seed):
+    stop = start + counts_BP.shape[0]
     # A per-row sum, not a matmul: BLAS may sum in an order that depends on the block
     # shape and thread count, and the last digit of an interval should not.
     for v in range(num_cols):
-      out_BV[start:stop, v] = (counts_BP * values_PV[:, v]).sum(axis=1) / num_prompts
-  return out_BV
+      sums_BV[start:stop, v] = (counts_BP * values_PV[:, v]).sum(axis=1)
+    start = stop
+  return sums_BV
+
+
+def resampled_means(values_PV, num_bootstrap: int, seed: int) -> np.ndarray:
+  """Means over resampled prompts of each column of values_PV; float64 [B, V] (the
+  resamples of resampled_sums)."""
+  values_PV = np.asarray(values_PV, np.float64)
+  return resampled_sums(values_PV, num_bootstrap, seed) / values_PV.shape[0]
+
+
+_replicate_means = resampled_means  # its former private name, which tests still read
 
 
 def _interval(replicates_B: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
@@ -144,7 +177,7 @@ def bootstrap_mean(values_P, *, num_bootstrap: int = 1000, confidence: float = 0
   value = float(np.mean(finite_P))
   if n == 1 or num_bootstrap == 0:
     return Estimate(value, None, None, n, n_missing)
-  low, high = _interval(_replicate_means(finite_P[:, None], num_bootstrap, seed)[:, 0],
+  low, high = _interval(resampled_means(finite_P[:, None], num_bootstrap, seed)[:, 0],
                         confidence)
   return Estimate(value, low, high, n, n_missing)
 
@@ -192,7 +225,7 @@ def paired_difference(a_by_prompt: Mapping[Any, float], b_by_prompt: Mapping[Any
   diff_low = diff_high = pct_low = pct_high = None
   dropped = 0
   if n >= 2 and num_bootstrap > 0:
-    means_B2 = _replicate_means(values_P2, num_bootstrap, seed)
+    means_B2 = resampled_means(values_P2, num_bootstrap, seed)
     diff_B = means_B2[:, 0] - means_B2[:, 1]
     diff_low, diff_high = _interval(diff_B, confidence)
     if pct_value is not None:

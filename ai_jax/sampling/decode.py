@@ -1,8 +1,10 @@
-"""The jitted part of sampling: prefill each prompt once, repeat its cache k times, decode.
+"""The jitted part of sampling: prefill each prompt once, share its cache among its k
+samples, decode.
 
-Shapes: B prompts per batch, K samples per prompt, R = B * K rows, T bucketed prompt
-length (left-padded), N max new tokens, V vocabulary. The prompt cache has T slots per
-prompt; each row has N slots of its own.
+Shapes (letters from docs/glossary.md): B prompts per batch, J samples per prompt,
+R = B * J rows, T bucketed prompt length (left-padded), A max new tokens, V vocabulary.
+With J > 1 the prompt cache (T slots per prompt) is one shared prefix that the prompt's J
+rows all read, never copied; each row has A slots of its own for what it generates.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from ai_jax.sharding import mesh as mesh_lib
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSpec:
-  num_samples: int            # K
-  max_new_tokens: int         # N
+  num_samples: int            # J
+  max_new_tokens: int         # A
   stop_ids: tuple[int, ...]
   pad_id: int
 
@@ -33,7 +35,7 @@ class DecodeState:
   step: jax.Array               # scalar int32
   logits_RV: jax.Array          # next-token logits per row
   cache: dict[str, jax.Array]
-  tokens_RN: jax.Array
+  tokens_RA: jax.Array
   num_tokens_R: jax.Array       # generated tokens, not counting a stop token
   stopped_R: jax.Array          # row emitted a stop token
 
@@ -45,10 +47,10 @@ def row_keys(seed, prompt_hash_B, num_samples: int, first_sample=0):
   extended from k to k' > k draws only the new indices and the old ones stay as they were.
   """
   base = jax.random.PRNGKey(seed)
-  sample_idx_K = jnp.asarray(first_sample, jnp.uint32) + jnp.arange(num_samples,
+  sample_idx_J = jnp.asarray(first_sample, jnp.uint32) + jnp.arange(num_samples,
                                                                      dtype=jnp.uint32)
   per_prompt = jax.vmap(lambda h: jax.random.fold_in(base, h))(prompt_hash_B)
-  per_row = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(sample_idx_K))(
+  per_row = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(sample_idx_J))(
       per_prompt)
   return per_row.reshape(-1, per_row.shape[-1])
 
@@ -63,60 +65,60 @@ def _constrain(tree, axes_tree, mesh: Mesh | None):
 def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              config: llama.LlamaConfig,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
-  """Samples K continuations of each of B left-padded prompts; returns arrays per row."""
+  """Samples J continuations of each of B left-padded prompts; returns arrays per row."""
   model = llama.Llama(config)
   params = llama.unstack_layers(params)
   B, T = tokens_BT.shape
-  K, N = spec.num_samples, spec.max_new_tokens
-  R = B * K
+  J, A = spec.num_samples, spec.max_new_tokens
+  R = B * J
   prompt_len_B = jnp.sum(mask_BT, axis=-1).astype(jnp.int32)
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
 
   cache_axes = mesh_lib.cache_axes(config.num_layers)
-  # One sample per prompt: the prompt and its continuation share one cache of T + N slots.
+  # One sample per prompt: the prompt and its continuation share one cache of T + A slots.
   # Several: the prompt cache becomes a shared prefix (below).
-  shared_prefix = K > 1
-  cache = _constrain(llama.init_cache(config, B, T if shared_prefix else T + N), cache_axes,
+  shared_prefix = J > 1
+  cache = _constrain(llama.init_cache(config, B, T if shared_prefix else T + A), cache_axes,
                      mesh)
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
   # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
   first_slot = 0 if shared_prefix else T
   if shared_prefix:
-    # One prefill per prompt. Its K samples read that one prompt cache (the prefix) and
+    # One prefill per prompt. Its J samples read that one prompt cache (the prefix) and
     # write their own tokens into per-row slots, so the prompt is neither recomputed nor
-    # copied K times.
-    cache = {**llama.init_cache(config, R, N),
-             "prefix_k_PKHL": cache["k_BKHS"], "prefix_v_PKLH": cache["v_BKSH"],
-             "prefix_mask_PL": cache["mask_BS"]}
+    # copied J times.
+    cache = {**llama.init_cache(config, R, A),
+             "prefix_k_PKHX": cache["k_BKHS"], "prefix_v_PKXH": cache["v_BKSH"],
+             "prefix_mask_PX": cache["mask_BS"]}
     cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
-  logits_RV = jnp.repeat(logits_B1V[:, 0], K, axis=0)
-  prompt_len_R = jnp.repeat(prompt_len_B, K, axis=0)
-  keys_R2 = row_keys(seed, prompt_hash_B, K, first_sample)
+  logits_RV = jnp.repeat(logits_B1V[:, 0], J, axis=0)  # [R, V]: one logits row per sample
+  prompt_len_R = jnp.repeat(prompt_len_B, J, axis=0)
+  keys_R2 = row_keys(seed, prompt_hash_B, J, first_sample)
   stop_ids = jnp.asarray(spec.stop_ids, jnp.int32)
 
   def cond(state: DecodeState):
-    return (state.step < N) & ~jnp.all(state.stopped_R)
+    return (state.step < A) & ~jnp.all(state.stopped_R)
 
   def body(state: DecodeState):
     token_R = strategy(state.logits_RV, keys_R2, state.step)
     token_R = jnp.where(state.stopped_R, spec.pad_id, token_R)
     is_stop_R = jnp.isin(token_R, stop_ids) & ~state.stopped_R
-    tokens_RN = jax.lax.dynamic_update_index_in_dim(state.tokens_RN, token_R, state.step, 1)
+    tokens_RA = jax.lax.dynamic_update_index_in_dim(state.tokens_RA, token_R, state.step, 1)
     num_tokens_R = state.num_tokens_R + (~state.stopped_R & ~is_stop_R).astype(jnp.int32)
     stopped_R = state.stopped_R | is_stop_R
     logits_R1V, cache = model.apply(
         {"params": params}, token_R[:, None], (prompt_len_R + state.step)[:, None],
         jnp.ones((R, 1), bool), cache=state.cache, write_index=first_slot + state.step)
     return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
-                       tokens_RN=tokens_RN, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
+                       tokens_RA=tokens_RA, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
 
   init = DecodeState(step=jnp.int32(0), logits_RV=logits_RV, cache=cache,
-                     tokens_RN=jnp.full((R, N), spec.pad_id, jnp.int32),
+                     tokens_RA=jnp.full((R, A), spec.pad_id, jnp.int32),
                      num_tokens_R=jnp.zeros((R,), jnp.int32),
                      stopped_R=jnp.zeros((R,), bool))
   final = jax.lax.while_loop(cond, body, init)
-  return {"tokens_RN": final.tokens_RN, "num_tokens_R": final.num_tokens_R,
+  return {"tokens_RA": final.tokens_RA, "num_tokens_R": final.num_tokens_R,
           "stopped_R": final.stopped_R, "prompt_len_B": prompt_len_B}
 
 
@@ -129,7 +131,7 @@ def compiled_generate(config: llama.LlamaConfig, spec: DecodeSpec, strategy,
     return jax.jit(fn)
   batch = mesh_lib.batch_sharding(mesh, 2)
   vec = mesh_lib.batch_sharding(mesh, 1)
-  out = {"tokens_RN": batch, "num_tokens_R": vec, "stopped_R": vec, "prompt_len_B": vec}
+  out = {"tokens_RA": batch, "num_tokens_R": vec, "stopped_R": vec, "prompt_len_B": vec}
   rep = mesh_lib.replicated(mesh)
   return jax.jit(fn, in_shardings=(None, batch, batch, vec, rep, rep),
                  out_shardings=out)

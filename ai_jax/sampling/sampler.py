@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from ai_jax.buckets import bucket_length
+from ai_jax.run import layout
 from ai_jax.sampling import decode
 from ai_jax.sampling import strategies as strategies_lib
 
@@ -53,12 +55,6 @@ def prompt_hash(prompt_id: str) -> int:
   """Stable 32-bit hash of a prompt id (Python's hash() is salted per process)."""
   return int.from_bytes(hashlib.blake2b(str(prompt_id).encode(), digest_size=4).digest(),
                         "little")
-
-
-def bucket_length(n: int, min_bucket: int = 16, cap: int | None = None) -> int:
-  """Rounds a prompt length up to a power of two so a run compiles few shapes."""
-  b = max(min_bucket, 1 << max(0, int(n) - 1).bit_length())
-  return b if cap is None else max(min(b, cap), n)
 
 
 @dataclasses.dataclass
@@ -105,13 +101,13 @@ def _records_for(e: _Encoded, options: SamplingOptions, rows: dict | None, tok) 
     rec: dict[str, Any] = {"prompt_id": e.prompt_id,
                            "sample_index": options.first_sample_index + j}
     if rows is None:
-      rec.update(text="", num_tokens=0, finish_reason="prompt_too_long")
+      rec.update(text="", num_tokens=0, finish_reason=layout.FINISH_PROMPT_TOO_LONG)
       ids = []
     else:
       n = int(rows["num_tokens_R"][j])
-      ids = [int(t) for t in rows["tokens_RN"][j, :n]]
+      ids = [int(t) for t in rows["tokens_RA"][j, :n]]
       rec.update(text=tok.decode(ids), num_tokens=n,
-                 finish_reason="stop" if rows["stopped_R"][j] else "length")
+                 finish_reason=layout.FINISH_STOP if rows["stopped_R"][j] else layout.FINISH_CUT)
     rec["prompt_tokens"] = len(e.ids)
     if e.truncated:
       rec["prompt_truncated_tokens"] = e.truncated
@@ -156,7 +152,7 @@ def iter_sample_batches(model, prompts, options: SamplingOptions
                            max_new_tokens=options.max_new_tokens,
                            stop_ids=tuple(sorted(tok.stop_ids)), pad_id=int(tok.pad_id))
   fn = decode.compiled_generate(model.config, spec, options.strategy, mesh)
-  K = options.num_samples
+  J = options.num_samples
   for start in range(0, len(todo), B):
     batch = todo[start:start + B]
     T = bucket_length(max(len(e.ids) for e in batch), options.min_prompt_bucket)
@@ -173,7 +169,7 @@ def iter_sample_batches(model, prompts, options: SamplingOptions
     out = jax.device_get(out)
     records = []
     for b, e in enumerate(batch):
-      rows = {k: out[k][b * K:(b + 1) * K] for k in ("tokens_RN", "num_tokens_R", "stopped_R")}
+      rows = {k: out[k][b * J:(b + 1) * J] for k in ("tokens_RA", "num_tokens_R", "stopped_R")}
       records.extend(_records_for(e, options, rows, tok))
     yield len(batch), records
 

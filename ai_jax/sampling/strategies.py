@@ -71,10 +71,10 @@ class TopK:
 
   def __call__(self, logits_RV, keys_R2, step):
     k = min(self.k, logits_RV.shape[-1])
-    top_logits_RK, top_idx_RK = jax.lax.top_k(logits_RV, k)
+    top_logits_RC, top_idx_RC = jax.lax.top_k(logits_RV, k)
     u_R = _uniform_R(keys_R2, step)
-    choice_R = _draw_inverse_cdf(top_logits_RK / self.temperature, u_R)
-    return jnp.take_along_axis(top_idx_RK, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
+    choice_R = _draw_inverse_cdf(top_logits_RC / self.temperature, u_R)
+    return jnp.take_along_axis(top_idx_RC, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
 def _nucleus_mask(sorted_logits_RC, top_p, log_norm_R):
@@ -129,10 +129,10 @@ class TopP:
     scaled_RV = logits_RV.astype(jnp.float32) / self.temperature
     u_R = _uniform_R(keys_R2, step)
     if self.top_k is not None:  # top-k first: the nucleus is taken in the renormalised top-k.
-      top_RK, idx_RK = jax.lax.top_k(scaled_RV, min(self.top_k, scaled_RV.shape[-1]))
-      log_norm_R = jax.nn.logsumexp(top_RK, axis=-1)
-      choice_R = _draw_inverse_cdf(_nucleus_mask(top_RK, self.p, log_norm_R), u_R)
-      return jnp.take_along_axis(idx_RK, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
+      top_RC, idx_RC = jax.lax.top_k(scaled_RV, min(self.top_k, scaled_RV.shape[-1]))
+      log_norm_R = jax.nn.logsumexp(top_RC, axis=-1)
+      choice_R = _draw_inverse_cdf(_nucleus_mask(top_RC, self.p, log_norm_R), u_R)
+      return jnp.take_along_axis(idx_RC, choice_R[:, None], axis=-1)[:, 0].astype(jnp.int32)
     log_norm_R = jax.nn.logsumexp(scaled_RV, axis=-1)
     masked_RV = _nucleus_threshold_mask(scaled_RV, self.p, log_norm_R)
     return _draw_inverse_cdf(masked_RV, u_R).astype(jnp.int32)

@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ai_jax.profiling import stats
 from ai_jax.selection.candidates import Candidates
 from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
 
@@ -151,36 +152,26 @@ def prefix_best_of_j(scores_K, j: int, maximize: bool = True) -> float:
 # --- the table -----------------------------------------------------------------------------
 
 
-def _bootstrap_counts(num_prompts: int, num_bootstrap: int,
-                      rng: np.random.Generator) -> np.ndarray:
-  """How often each prompt appears in each resample (prompts drawn with replacement);
-  float64 [B, P]. Means over a resample are then counts @ values, so the per-prompt values
-  are computed once and never copied per resample."""
-  idx_BP = rng.integers(0, num_prompts, size=(num_bootstrap, num_prompts))
-  offsets_B1 = np.arange(num_bootstrap)[:, None] * num_prompts
-  counts = np.bincount((idx_BP + offsets_B1).ravel(), minlength=num_bootstrap * num_prompts)
-  return counts.reshape(num_bootstrap, num_prompts).astype(np.float64)
+# The resampling is profiling.stats's, shared with every interval of the report: one
+# deterministic draw of (P, B, seed), summed per row rather than by a BLAS matmul.
+_bootstrap_counts = stats.resample_counts
 
 
 def _bootstrap_means(exact_PJ: np.ndarray, prefix_PJ: np.ndarray, num_bootstrap: int,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Resampled means [B, J] of the exact values and of the prefix values (NaN = prompt not
-  defined at that j, left out of that mean). Both use the same resamples. Resamples are
-  drawn in blocks to bound the [block, P] count matrix; the block size depends only on P,
-  so a seed gives the same intervals every time."""
+  defined at that j, left out of that mean). Both use the same resamples, those of
+  stats.bootstrap_counts: a seed gives the same intervals every time."""
   num_prompts, num_j = exact_PJ.shape
   defined_PJ = np.isfinite(prefix_PJ).astype(np.float64)
   prefix_zeroed_PJ = np.where(defined_PJ > 0, prefix_PJ, 0.0)
-  rng = np.random.default_rng(seed)
-  block = max(1, 4_000_000 // num_prompts)
-  exact_BJ = np.empty((num_bootstrap, num_j))
-  prefix_BJ = np.empty((num_bootstrap, num_j))
-  for start in range(0, num_bootstrap, block):
-    stop = min(num_bootstrap, start + block)
-    counts_BP = _bootstrap_counts(num_prompts, stop - start, rng)
-    exact_BJ[start:stop] = counts_BP @ exact_PJ / num_prompts
-    with np.errstate(invalid="ignore", divide="ignore"):
-      prefix_BJ[start:stop] = (counts_BP @ prefix_zeroed_PJ) / (counts_BP @ defined_PJ)
+  # One pass over the resamples for all three: a prefix mean is the resampled sum of the
+  # defined values over the resampled number of defined prompts.
+  sums_BV = stats.resampled_sums(np.concatenate([exact_PJ, prefix_zeroed_PJ, defined_PJ], axis=1),
+                                 num_bootstrap, seed)
+  exact_BJ = sums_BV[:, :num_j] / num_prompts
+  with np.errstate(invalid="ignore", divide="ignore"):
+    prefix_BJ = sums_BV[:, num_j:2 * num_j] / sums_BV[:, 2 * num_j:]
   return exact_BJ, prefix_BJ
 
 

@@ -1,8 +1,8 @@
 """Selection on several metrics at once: a weighted sum, or the Pareto front.
 
-The shared rules of strategies.py hold: ties go to the lowest candidate index, a
-candidate needs a finite value on every metric used (else it is never chosen), and
-Choice(None, reason) when no candidate qualifies.
+The shared rules of base.py hold: ties go to the lowest candidate index, a candidate needs
+a finite value on every metric used (else it is never chosen), and Choice(None, reason)
+when no candidate qualifies.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ai_jax.selection.candidates import Candidates, Choice
-from ai_jax.selection.strategies import _check_bool, _check_metric, check_cut_recorded, \
-    eligible
+from ai_jax.selection import registry
+from ai_jax.selection.base import PerPromptStrategy, _check_bool, _check_metric, plain_dict
+from ai_jax.selection.candidates import Candidates
 
 NORMALIZATIONS = ("zscore", "zscore_per_prompt", "rank", "none")
 DIRECTIONS = ("max", "min")
@@ -70,8 +70,9 @@ def _global_stats(groups, pools, names) -> dict[str, tuple[float, float]]:
   return stats
 
 
+@registry.register
 @dataclasses.dataclass(frozen=True)
-class Weighted:
+class Weighted(PerPromptStrategy):
   """The candidate with the highest sum of weight * normalised metric.
 
   A negative weight minimises its metric; metrics with weight 0 are not read at all.
@@ -89,6 +90,8 @@ class Weighted:
   normalize: str = "zscore"
   exclude_cut: bool = False
 
+  config_name = "weighted"
+
   def __post_init__(self):
     def check(name, w):
       if isinstance(w, bool) or not isinstance(w, (int, float, np.number)) or \
@@ -102,39 +105,38 @@ class Weighted:
       raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
     _check_bool(self.exclude_cut, "exclude_cut")
 
+  @classmethod
+  def from_config_dict(cls, d: dict) -> "Weighted":
+    return cls(**{**d, "weights": plain_dict(d["weights"], "weights")})
+
+  def to_config_dict(self) -> dict:
+    return {**super().to_config_dict(), "weights": dict(self.weights)}
+
   def active(self) -> tuple[tuple[str, float], ...]:
     return tuple((m, w) for m, w in self.weights if w != 0)
 
-  def select(self, groups: Sequence[Candidates]) -> list[Choice]:
-    check_cut_recorded(groups, self.exclude_cut)
-    active = self.active()
-    names = tuple(m for m, _ in active)
-    pools = [eligible(g, names, self.exclude_cut) for g in groups]
-    stats = _global_stats(groups, pools, names) if self.normalize == "zscore" else {}
-    out = []
-    for g, (ok, reason) in zip(groups, pools):
-      if reason:
-        out.append(Choice(None, reason))
-        continue
-      idx = np.flatnonzero(ok)
-      total = np.zeros(len(idx))
-      for m, w in active:
-        x = g.metric(m)[idx]
-        if self.normalize == "zscore":
-          x = _zscore(x, *stats[m])
-        elif self.normalize == "zscore_per_prompt":
-          x = _zscore(x, x.mean(), x.std())
-        elif self.normalize == "rank":
-          x = rank01(x)
-        total += w * x
-      out.append(Choice(int(idx[_first_best(total)])))
-    return out
+  def prepare(self, groups, pools) -> dict[str, tuple[float, float]]:
+    if self.normalize != "zscore":
+      return {}
+    return _global_stats(groups, pools, self.required_metrics())
+
+  def choose(self, group: Candidates, ok: np.ndarray,
+             context: dict[str, tuple[float, float]]) -> int:
+    idx_N = np.flatnonzero(ok)
+    total_N = np.zeros(len(idx_N))
+    for m, w in self.active():
+      x_N = group.metric(m)[idx_N]
+      if self.normalize == "zscore":
+        x_N = _zscore(x_N, *context[m])
+      elif self.normalize == "zscore_per_prompt":
+        x_N = _zscore(x_N, x_N.mean(), x_N.std())
+      elif self.normalize == "rank":
+        x_N = rank01(x_N)
+      total_N += w * x_N
+    return int(idx_N[_first_best(total_N)])
 
   def required_metrics(self) -> tuple[str, ...]:
     return tuple(m for m, _ in self.active())
-
-  def needs_texts(self) -> bool:
-    return False
 
 
 def pareto_front(values_NM: np.ndarray, maximize_M: Sequence[bool]) -> np.ndarray:
@@ -147,8 +149,9 @@ def pareto_front(values_NM: np.ndarray, maximize_M: Sequence[bool]) -> np.ndarra
   return ~(at_least & better).any(0)
 
 
+@registry.register
 @dataclasses.dataclass(frozen=True)
-class Pareto:
+class Pareto(PerPromptStrategy):
   """A candidate on the prompt's Pareto front over `metrics` ({metric: "max" | "min"}).
 
   The front is taken over the eligible candidates (finite on every metric, not cut with
@@ -164,6 +167,8 @@ class Pareto:
   tie_break: str = "weighted"
   exclude_cut: bool = False
 
+  config_name = "pareto"
+
   def __post_init__(self):
     def check(name, direction):
       if direction not in DIRECTIONS:
@@ -177,34 +182,36 @@ class Pareto:
                        f"got {self.tie_break!r}")
     _check_bool(self.exclude_cut, "exclude_cut")
 
-  def select(self, groups: Sequence[Candidates]) -> list[Choice]:
-    check_cut_recorded(groups, self.exclude_cut)
-    names = tuple(m for m, _ in self.metrics)
-    maximize = np.array([d == "max" for _, d in self.metrics])
-    pools = [eligible(g, names, self.exclude_cut) for g in groups]
-    stats = _global_stats(groups, pools, names) if self.tie_break == "weighted" else {}
-    out = []
-    for g, (ok, reason) in zip(groups, pools):
-      if reason:
-        out.append(Choice(None, reason))
-        continue
-      idx = np.flatnonzero(ok)
-      v = np.stack([g.metric(m)[idx] for m in names], axis=1)
-      on_front = pareto_front(v, maximize)
-      idx, v = idx[on_front], v[on_front]
-      o = np.where(maximize, v, -v)
-      if self.tie_break == "first":
-        best = 0
-      elif self.tie_break == "weighted":
-        best = _first_best(sum((1.0 if maximize[j] else -1.0) * _zscore(v[:, j], *stats[m])
-                               for j, m in enumerate(names)))
-      else:
-        best = _first_best(o[:, names.index(self.tie_break)])
-      out.append(Choice(int(idx[best])))
-    return out
+  @classmethod
+  def from_config_dict(cls, d: dict) -> "Pareto":
+    return cls(**{**d, "metrics": plain_dict(d["metrics"], "metrics")})
+
+  def to_config_dict(self) -> dict:
+    return {**super().to_config_dict(), "metrics": dict(self.metrics)}
+
+  def prepare(self, groups, pools) -> dict[str, tuple[float, float]]:
+    if self.tie_break != "weighted":
+      return {}
+    return _global_stats(groups, pools, self.required_metrics())
+
+  def choose(self, group: Candidates, ok: np.ndarray,
+             context: dict[str, tuple[float, float]]) -> int:
+    names = self.required_metrics()
+    maximize_M = np.array([d == "max" for _, d in self.metrics])
+    idx_N = np.flatnonzero(ok)
+    values_NM = np.stack([group.metric(m)[idx_N] for m in names], axis=1)
+    on_front_N = pareto_front(values_NM, maximize_M)
+    idx_N, values_NM = idx_N[on_front_N], values_NM[on_front_N]
+    if self.tie_break == "first":
+      best = 0
+    elif self.tie_break == "weighted":
+      best = _first_best(sum((1.0 if maximize_M[j] else -1.0) *
+                             _zscore(values_NM[:, j], *context[m])
+                             for j, m in enumerate(names)))
+    else:
+      oriented_NM = np.where(maximize_M, values_NM, -values_NM)
+      best = _first_best(oriented_NM[:, names.index(self.tie_break)])
+    return int(idx_N[best])
 
   def required_metrics(self) -> tuple[str, ...]:
     return tuple(m for m, _ in self.metrics)
-
-  def needs_texts(self) -> bool:
-    return False

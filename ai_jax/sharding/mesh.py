@@ -94,8 +94,8 @@ def cache_axes(num_layers: int, prefix: bool = False):
   axes = {"k_BKHS": (k,) * num_layers, "v_BKSH": (v,) * num_layers,
           "mask_BS": ("batch", "cache_seq")}
   if prefix:
-    axes.update(prefix_k_PKHL=(k,) * num_layers, prefix_v_PKLH=(v,) * num_layers,
-                prefix_mask_PL=("batch", "cache_seq"))
+    axes.update(prefix_k_PKHX=(k,) * num_layers, prefix_v_PKXH=(v,) * num_layers,
+                prefix_mask_PX=("batch", "cache_seq"))
   return axes
 
 

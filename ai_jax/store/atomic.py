@@ -11,18 +11,9 @@ import os
 from typing import Iterable
 
 
-def write_text_atomic(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def write_bytes_atomic(path: str, data: bytes) -> None:
-  """As write_text_atomic, for bytes (PNG plots); the temp file never outlives a failure."""
+  """Replaces path with data; the temp file never outlives a failure (a full disk, a
+  kill -TERM mid-write), so a rerun finds the old file or the new one and nothing else."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp.{os.getpid()}"
   try:
@@ -35,6 +26,10 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str, obj) -> None:

@@ -25,7 +25,9 @@ import os
 import re
 from typing import Iterable, Iterator, Sequence
 
-KEY_FIELDS = ("prompt_id", "teacher", "sample_index")
+from ai_jax.run.layout import KEY_FIELDS  # noqa: F401  (re-exported: the store is keyed by it)
+
+SHARD_GLOB = "shard-*.jsonl"
 
 
 def record_key(record: dict, key_fields: Sequence[str] = KEY_FIELDS) -> tuple:
@@ -97,7 +99,7 @@ class RecordStore:
     self.report = OpenReport()
     os.makedirs(folder, exist_ok=True)
     own = re.compile(rf"shard-{writer + '-' if writer else ''}\d+\.jsonl")
-    self._shards = sorted(p for p in glob.glob(os.path.join(folder, "shard-*.jsonl"))
+    self._shards = sorted(p for p in glob.glob(os.path.join(folder, SHARD_GLOB))
                           if own.fullmatch(os.path.basename(p)))
     self._last_count = 0
     for path in self._shards:
@@ -160,7 +162,7 @@ class RecordStore:
 def iter_records(folder: str, key_fields: Sequence[str] = KEY_FIELDS) -> Iterator[dict]:
   """Reads a store folder without repairing it: complete lines only, first of each key."""
   seen = set()
-  for path in sorted(glob.glob(os.path.join(folder, "shard-*.jsonl"))):
+  for path in sorted(glob.glob(os.path.join(folder, SHARD_GLOB))):
     with open(path, "rb") as f:
       data = f.read()
     cut = data.rfind(b"\n") + 1  # a torn tail (no newline) is not a record yet
@@ -175,3 +177,8 @@ def iter_records(folder: str, key_fields: Sequence[str] = KEY_FIELDS) -> Iterato
       if key not in seen:
         seen.add(key)
         yield record
+
+
+def has_records(folder: str) -> bool:
+  """Whether folder holds any record shard (of any writer)."""
+  return bool(glob.glob(os.path.join(folder, SHARD_GLOB)))

@@ -25,6 +25,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ai_jax.buckets import bucket_length
+from ai_jax.run import layout
 from ai_jax.store.atomic import iter_jsonl
 
 TOO_LONG = ("truncate", "skip", "error")
@@ -88,7 +90,7 @@ def encode_rows(rows: Sequence[dict], tokenizer, max_len: int, too_long: str = "
     prompt_ids = (list(tokenizer.encode_chat(prompt)) if chat_template
                   else list(tokenizer.encode(prompt, add_bos=True)))
     completion_ids = list(tokenizer.encode(row["completion"], add_bos=False))
-    finished = row.get("finish_reason", "stop") != "length"
+    finished = row.get("finish_reason", layout.FINISH_STOP) != layout.FINISH_CUT
     if not finished:
       stats.cut_samples_without_eot += 1
     tail = [eot] if finished else []
@@ -117,13 +119,6 @@ def encode_rows(rows: Sequence[dict], tokenizer, max_len: int, too_long: str = "
   if not out:
     raise TrainingDataError(f"no example fits data.max_len={max_len} ({stats})")
   return out, stats
-
-
-def bucket_length(n: int, min_bucket: int, max_len: int) -> int:
-  b = max(min_bucket, 1)
-  while b < n:
-    b *= 2
-  return min(b, max_len)
 
 
 def make_batch(examples: Sequence[Example], pad_id: int, min_bucket: int, max_len: int,

@@ -147,9 +147,9 @@ def delta(adapter: Adapter, w_shape) -> jax.Array:
   """scale * A_l @ B_l per layer, shaped like W, in the adapter's dtype."""
   a, b = adapter.a, adapter.b
   L, r = a.shape[0], a.shape[-1]
-  a_LIR = a.reshape(L, -1, r)
-  b_LRO = b.reshape(L, r, -1)
-  d_LIO = jnp.einsum("lir,lro->lio", a_LIR, b_LRO)
+  a_LIE = a.reshape(L, -1, r)
+  b_LEO = b.reshape(L, r, -1)
+  d_LIO = jnp.einsum("lie,leo->lio", a_LIE, b_LEO)
   return (adapter.scale * d_LIO).reshape(w_shape).astype(jnp.result_type(a, b))
 
 
