@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from ai_jax.profiling import stats
 from ai_jax.selection import ablation
 from ai_jax.selection.candidates import Candidates
 
@@ -254,6 +255,20 @@ def test_bootstrap_blocks_and_no_bootstrap():
   for b in range(7):
     direct = np.repeat(exact, counts[b].astype(int), axis=0).mean(axis=0)
     np.testing.assert_allclose(boot[b], direct, rtol=1e-13)
+
+
+def test_bootstrap_is_the_shared_deterministic_draw(monkeypatch):
+  # The ablation resamples with profiling.stats: the same prompt sets as every other
+  # interval of the run, and per-row sums, so the block size (a memory bound) changes no
+  # digit of an interval, which a BLAS matmul could not promise.
+  groups = random_groups(53, 4, seed=9)
+  whole = ablation.ablation_table(groups, "m", num_bootstrap=300, seed=2)
+  monkeypatch.setattr(stats, "_BLOCK_CELLS", 53 * 7)
+  blocks = list(stats.bootstrap_counts(53, 300, seed=2))
+  assert [b.shape for b in blocks] == [(7, 53)] * 42 + [(6, 53)]
+  np.testing.assert_array_equal(np.concatenate(blocks),
+                                stats.resample_counts(53, 300, np.random.default_rng(2)))
+  assert ablation.ablation_table(groups, "m", num_bootstrap=300, seed=2) == whole
 
 
 def test_table_minimise_mirrors_maximise():

@@ -24,6 +24,7 @@ from ai_jax.selection.candidates import Candidates, Choice
 BUILTIN = ("best", "worst", "random", "first", "weighted", "pareto", "threshold",
            "self_consistency")
 SELECTION_DIR = os.path.dirname(strategies.__file__)
+NAN = math.nan
 
 
 def cands(prompt_id="p", finish=(), **metrics):
@@ -87,11 +88,11 @@ def test_a_new_strategy_gets_configs_and_the_shared_rules(scratch_registry):
       "selection strategy 'closest_to' is missing key 'metric' (required: metric)")):
     registry.from_config({"name": "closest_to"})
   # The shared rules run before choose: unsampled, cut and NaN candidates are never seen.
-  g = cands(m=[0.1, NAN, 5.0, 0.2, 1.0], finish=["prompt_too_long", "stop", "stop", "length",
+  g = cands(m=[2.0, NAN, 5.0, 2.1, 1.5], finish=["prompt_too_long", "stop", "stop", "length",
                                                    "stop"])
-  assert s.select([g]) == [Choice(2)]
-  assert cls("m").select([g]) == [Choice(3)]
-  assert cls("m", exclude_cut=True).select([g]) == [Choice(4)]
+  assert s.select([g]) == [Choice(3)]
+  assert cls("m", 2.0, exclude_cut=True).select([g]) == [Choice(4)]
+  assert cls("m", 5.0).select([g]) == [Choice(2)]
   assert cls("m").select([cands(m=[NAN, NAN])]) == [Choice(None, "all candidates NaN on m")]
   with pytest.raises(ValueError, match="has no finish_reason"):
     cls("m", exclude_cut=True).select([cands(m=[1.0])])
@@ -100,8 +101,6 @@ def test_a_new_strategy_gets_configs_and_the_shared_rules(scratch_registry):
                             "inner": {"name": "closest_to", "metric": "m"}})
   assert registry.from_config(registry.to_config(t)) == t
 
-
-NAN = math.nan
 
 
 def test_prepare_gives_choose_a_context_over_the_whole_table(scratch_registry):

@@ -116,14 +116,17 @@ def resampled_sums(values_PV, num_bootstrap: int, seed: int) -> np.ndarray:
   if values_PV.ndim != 2:
     raise ValueError(f"expected values [prompts, columns] (2-D), got shape {values_PV.shape}")
   num_prompts, num_cols = values_PV.shape
+  values_VP = np.ascontiguousarray(values_PV.T)
   sums_BV = np.empty((num_bootstrap, num_cols))
   start = 0
   for counts_BP in bootstrap_counts(num_prompts, num_bootstrap, seed):
     stop = start + counts_BP.shape[0]
+    products_BP = np.empty_like(counts_BP)  # reused across columns: no allocation per column
     # A per-row sum, not a matmul: BLAS may sum in an order that depends on the block
     # shape and thread count, and the last digit of an interval should not.
     for v in range(num_cols):
-      sums_BV[start:stop, v] = (counts_BP * values_PV[:, v]).sum(axis=1)
+      np.multiply(counts_BP, values_VP[v], out=products_BP)
+      products_BP.sum(axis=1, out=sums_BV[start:stop, v])
     start = stop
   return sums_BV
 

@@ -153,7 +153,8 @@ def prefix_best_of_j(scores_K, j: int, maximize: bool = True) -> float:
 
 
 # The resampling is profiling.stats's, shared with every interval of the report: one
-# deterministic draw of (P, B, seed), summed per row rather than by a BLAS matmul.
+# deterministic draw of (P, B, seed), summed per row rather than by a BLAS matmul. The
+# draw keeps its former name here.
 _bootstrap_counts = stats.resample_counts
 
 
@@ -167,8 +168,8 @@ def _bootstrap_means(exact_PJ: np.ndarray, prefix_PJ: np.ndarray, num_bootstrap:
   prefix_zeroed_PJ = np.where(defined_PJ > 0, prefix_PJ, 0.0)
   # One pass over the resamples for all three: a prefix mean is the resampled sum of the
   # defined values over the resampled number of defined prompts.
-  sums_BV = stats.resampled_sums(np.concatenate([exact_PJ, prefix_zeroed_PJ, defined_PJ], axis=1),
-                                 num_bootstrap, seed)
+  values_PV = np.concatenate([exact_PJ, prefix_zeroed_PJ, defined_PJ], axis=1)  # V = 3J
+  sums_BV = stats.resampled_sums(values_PV, num_bootstrap, seed)
   exact_BJ = sums_BV[:, :num_j] / num_prompts
   with np.errstate(invalid="ignore", divide="ignore"):
     prefix_BJ = sums_BV[:, num_j:2 * num_j] / sums_BV[:, 2 * num_j:]

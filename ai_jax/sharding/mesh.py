@@ -38,7 +38,8 @@ TRAINING_RULES = tuple((name, "data") if name == "embed" else (name, axis)
 
 
 def make_mesh(shape: Sequence[int] = (-1, 1), devices=None) -> Mesh:
-  """A ("data", "model") mesh; one entry may be -1 meaning "all remaining devices".
+  """A ("data", "model") mesh; one entry may be -1 meaning "all remaining devices"; an
+  explicit shape uses the first prod(shape) devices.
 
   By default over this process's devices: in a multi-host run (jax.distributed) each host
   samples, scores and trains its own work items on its own devices (experiments/sweep.py).
@@ -54,11 +55,14 @@ def make_mesh(shape: Sequence[int] = (-1, 1), devices=None) -> Mesh:
     if known <= 0 or len(devices) % known:
       raise ValueError(f"mesh shape {shape} does not fit {len(devices)} devices")
     shape[shape.index(-1)] = len(devices) // known
-  if int(np.prod(shape)) != len(devices):
+  if int(np.prod(shape)) > len(devices):
     raise ValueError(
         f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices but "
         f"{len(devices)} are available; set mesh shape to e.g. (-1, 1) or, on CPU, export "
         "XLA_FLAGS=--xla_force_host_platform_device_count=N before starting Python.")
+  # An explicit shape may use fewer devices than there are: the first ones (sampling and
+  # training follow the same rule).
+  devices = devices[:int(np.prod(shape))]
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
 
 

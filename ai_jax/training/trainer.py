@@ -156,11 +156,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   os.makedirs(workdir, exist_ok=True)
   rows = data_lib.read_training_rows(s.data["path"])  # cheap checks before the model
 
-  shape = s.mesh_shape
-  devices = jax.local_devices()  # a host trains on its own devices (see mesh.make_mesh)
-  if -1 not in shape:  # an explicit shape may use fewer devices than the host has
-    devices = devices[:int(np.prod(shape))]
-  mesh = mesh_lib.make_mesh(shape, devices)
+  mesh = mesh_lib.make_mesh(s.mesh_shape)  # a host trains on its own devices
   model = loading.load_model(s.model_path or None, dtype="float32", mesh=None)
   model_config = model.config.replace(dtype=s.compute_dtype)
   max_len = min(s.data["max_len"], model_config.max_position_embeddings)
