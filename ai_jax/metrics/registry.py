@@ -185,17 +185,11 @@ def _from_user_function(path: str, fn: Callable) -> Scorer:
 
 
 def _user_scorer(path: str, options: Mapping[str, Any]) -> Scorer:
-  module_name, _, attr = path.partition(":")
+  from ai_jax.imports import resolve_import_path
   try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise MetricError(f"user metric {path!r}: cannot import {module_name!r} ({e}); make the "
-                      "module importable (on PYTHONPATH or pip-installed)") from e
-  obj = module
-  for part in attr.split("."):
-    if not hasattr(obj, part):
-      raise MetricError(f"user metric {path!r}: {module_name} has no attribute {attr!r}")
-    obj = getattr(obj, part)
+    obj = resolve_import_path(path, what="user metric")
+  except ValueError as e:
+    raise MetricError(str(e)) from e
   if isinstance(obj, Scorer):
     if options:
       raise MetricError(f"user metric {path!r} is a Scorer instance and takes no options")

@@ -17,8 +17,8 @@ _MAX_BINS = 60
 
 
 def _finite(values) -> np.ndarray:
-  values_N = np.array([np.nan if v is None else v for v in (values or [])], np.float64)
-  return values_N[np.isfinite(values_N)]
+  values_R = np.array([np.nan if v is None else v for v in (values or [])], np.float64)
+  return values_R[np.isfinite(values_R)]
 
 
 def arm_colors(arms: Sequence[str]) -> dict[str, Any]:
@@ -80,13 +80,13 @@ def render_metrics_png(mode: str, metrics: Mapping[str, Mapping], arms: Sequence
   return plotting.png_bytes(fig, tight=False)
 
 
-def _bin_edges(pooled_N: np.ndarray) -> np.ndarray:
-  lo, hi = float(pooled_N.min()), float(pooled_N.max())
-  if np.all(pooled_N == np.round(pooled_N)):
+def _bin_edges(pooled_R: np.ndarray) -> np.ndarray:
+  lo, hi = float(pooled_R.min()), float(pooled_R.max())
+  if np.all(pooled_R == np.round(pooled_R)):
     # Integer-valued (word counts): bins aligned on integers, else they alias into combs.
     width = max(1, math.ceil((hi - lo + 1) / _MAX_BINS))
     return np.arange(lo - 0.5, hi + 0.5 + width, width)
-  edges = np.histogram_bin_edges(pooled_N, bins="auto")
+  edges = np.histogram_bin_edges(pooled_R, bins="auto")
   return edges if edges.size <= _MAX_BINS + 1 else np.linspace(lo, hi, _MAX_BINS + 1)
 
 
@@ -102,14 +102,14 @@ def render_shift_png(metric: str, by_arm: Mapping[str, Sequence], arms: Sequence
       ax.text(0.5, 0.5, "n/a (no data)", ha="center", va="center", transform=ax.transAxes)
   else:
     edges = _bin_edges(np.concatenate([v for _, v in series]))
-    for arm, values_N in series:
+    for arm, values_R in series:
       # Base drawn thicker: it is the reference the shift is read against.
       width = 2.2 if arm == "base" else 1.3
-      label = f"{arm} (n={values_N.size}, mean={fmt_num(values_N.mean())})"
-      ax_hist.hist(values_N, bins=edges, density=True, histtype="step", color=colors[arm],
+      label = f"{arm} (n={values_R.size}, mean={fmt_num(values_R.mean())})"
+      ax_hist.hist(values_R, bins=edges, density=True, histtype="step", color=colors[arm],
                    linewidth=width, label=label)
-      sorted_N = np.sort(values_N)
-      ax_cdf.step(sorted_N, np.arange(1, sorted_N.size + 1) / sorted_N.size, where="post",
+      sorted_R = np.sort(values_R)
+      ax_cdf.step(sorted_R, np.arange(1, sorted_R.size + 1) / sorted_R.size, where="post",
                   color=colors[arm], linewidth=width, label=label)
     ax_hist.legend(fontsize=7, loc="best")
   for ax, ylabel, title in ((ax_hist, "density", f"{metric}: per-sample distribution"),

@@ -82,19 +82,19 @@ def _check_options(num_bootstrap: int, confidence: float) -> None:
 def resample_counts(num_prompts: int, num_resamples: int,
                     rng: np.random.Generator) -> np.ndarray:
   """How often each prompt is drawn in each resample (num_prompts prompts drawn with
-  replacement); float64 [B, P], counts_BP. One rng.integers call, so consecutive calls on
+  replacement); float64 [Z, P], counts_ZP. One rng.integers call, so consecutive calls on
   one generator continue the same stream: splitting B into blocks draws the same counts."""
-  idx_BP = rng.integers(0, num_prompts, size=(num_resamples, num_prompts))
-  offsets_B1 = np.arange(num_resamples)[:, None] * num_prompts
-  counts = np.bincount((idx_BP + offsets_B1).ravel(), minlength=num_resamples * num_prompts)
+  idx_ZP = rng.integers(0, num_prompts, size=(num_resamples, num_prompts))
+  offsets_Z1 = np.arange(num_resamples)[:, None] * num_prompts
+  counts = np.bincount((idx_ZP + offsets_Z1).ravel(), minlength=num_resamples * num_prompts)
   return counts.reshape(num_resamples, num_prompts).astype(np.float64)
 
 
 def bootstrap_counts(num_prompts: int, num_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
   """The num_bootstrap resamples of (num_prompts, seed), as consecutive count blocks
-  counts_BP (float64 [block, P], see resample_counts) whose rows are resamples 0, 1, ...
+  counts_ZP (float64 [block, P], see resample_counts) whose rows are resamples 0, 1, ...
 
-  Blocks bound the memory of the [B, P] matrix; their size depends only on P.
+  Blocks bound the memory of the [Z, P] matrix; their size depends only on P.
   """
   if num_prompts < 1:
     raise ValueError(f"resampling needs at least one prompt, got num_prompts={num_prompts}")
@@ -104,48 +104,48 @@ def bootstrap_counts(num_prompts: int, num_bootstrap: int, seed: int) -> Iterato
     yield resample_counts(num_prompts, min(block, num_bootstrap - start), rng)
 
 
-def resampled_sums(values_PV, num_bootstrap: int, seed: int) -> np.ndarray:
-  """Sums over resampled prompts of each column of values_PV; float64 [B, V].
+def resampled_sums(values_PM, num_bootstrap: int, seed: int) -> np.ndarray:
+  """Sums over resampled prompts of each column of values_PM; float64 [Z, M].
 
   Each resample is a row of counts (bootstrap_counts), so a resample's sum is
   sum(counts * values), with no per-resample copy of the values. The RNG sees only
   (P, num_bootstrap, seed): every column, and every call with the same P and seed, uses
   the same resamples.
   """
-  values_PV = np.asarray(values_PV, np.float64)
-  if values_PV.ndim != 2:
-    raise ValueError(f"expected values [prompts, columns] (2-D), got shape {values_PV.shape}")
-  num_prompts, num_cols = values_PV.shape
-  values_VP = np.ascontiguousarray(values_PV.T)
-  sums_BV = np.empty((num_bootstrap, num_cols))
+  values_PM = np.asarray(values_PM, np.float64)
+  if values_PM.ndim != 2:
+    raise ValueError(f"expected values [prompts, columns] (2-D), got shape {values_PM.shape}")
+  num_prompts, num_cols = values_PM.shape
+  values_MP = np.ascontiguousarray(values_PM.T)
+  sums_ZM = np.empty((num_bootstrap, num_cols))
   start = 0
-  for counts_BP in bootstrap_counts(num_prompts, num_bootstrap, seed):
-    stop = start + counts_BP.shape[0]
-    products_BP = np.empty_like(counts_BP)  # reused across columns: no allocation per column
+  for counts_ZP in bootstrap_counts(num_prompts, num_bootstrap, seed):
+    stop = start + counts_ZP.shape[0]
+    products_ZP = np.empty_like(counts_ZP)  # reused across columns: no allocation per column
     # A per-row sum, not a matmul: BLAS may sum in an order that depends on the block
     # shape and thread count, and the last digit of an interval should not.
     for v in range(num_cols):
-      np.multiply(counts_BP, values_VP[v], out=products_BP)
-      products_BP.sum(axis=1, out=sums_BV[start:stop, v])
+      np.multiply(counts_ZP, values_MP[v], out=products_ZP)
+      products_ZP.sum(axis=1, out=sums_ZM[start:stop, v])
     start = stop
-  return sums_BV
+  return sums_ZM
 
 
-def resampled_means(values_PV, num_bootstrap: int, seed: int) -> np.ndarray:
-  """Means over resampled prompts of each column of values_PV; float64 [B, V] (the
+def resampled_means(values_PM, num_bootstrap: int, seed: int) -> np.ndarray:
+  """Means over resampled prompts of each column of values_PM; float64 [Z, M] (the
   resamples of resampled_sums)."""
-  values_PV = np.asarray(values_PV, np.float64)
-  return resampled_sums(values_PV, num_bootstrap, seed) / values_PV.shape[0]
+  values_PM = np.asarray(values_PM, np.float64)
+  return resampled_sums(values_PM, num_bootstrap, seed) / values_PM.shape[0]
 
 
 _replicate_means = resampled_means  # its former private name, which tests still read
 
 
-def _interval(replicates_B: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
-  if replicates_B.size == 0:
+def _interval(replicates_Z: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
+  if replicates_Z.size == 0:
     return None, None
   alpha = (1.0 - confidence) / 2.0
-  low, high = np.quantile(replicates_B, [alpha, 1.0 - alpha])
+  low, high = np.quantile(replicates_Z, [alpha, 1.0 - alpha])
   return float(low), float(high)
 
 
@@ -228,13 +228,13 @@ def paired_difference(a_by_prompt: Mapping[Any, float], b_by_prompt: Mapping[Any
   diff_low = diff_high = pct_low = pct_high = None
   dropped = 0
   if n >= 2 and num_bootstrap > 0:
-    means_B2 = resampled_means(values_P2, num_bootstrap, seed)
-    diff_B = means_B2[:, 0] - means_B2[:, 1]
-    diff_low, diff_high = _interval(diff_B, confidence)
+    means_Z2 = resampled_means(values_P2, num_bootstrap, seed)
+    diff_Z = means_Z2[:, 0] - means_Z2[:, 1]
+    diff_low, diff_high = _interval(diff_Z, confidence)
     if pct_value is not None:
-      ok_B = means_B2[:, 1] != 0.0
-      dropped = int(num_bootstrap - ok_B.sum())
-      pct_low, pct_high = _interval(100.0 * diff_B[ok_B] / np.abs(means_B2[ok_B, 1]),
+      ok_Z = means_Z2[:, 1] != 0.0
+      dropped = int(num_bootstrap - ok_Z.sum())
+      pct_low, pct_high = _interval(100.0 * diff_Z[ok_Z] / np.abs(means_Z2[ok_Z, 1]),
                                     confidence)
   return {
       "diff": Estimate(diff_value, diff_low, diff_high, n, n_missing),
@@ -261,8 +261,8 @@ def _finite_by_prompt(rows: Iterable[Mapping], metric: str) -> dict[Any, np.ndar
     grouped.setdefault(row["prompt_id"], []).append(math.nan if value is None else float(value))
   out = {}
   for prompt_id, values in grouped.items():
-    values_N = np.asarray(values, np.float64)
-    out[prompt_id] = values_N[np.isfinite(values_N)]
+    values_J = np.asarray(values, np.float64)
+    out[prompt_id] = values_J[np.isfinite(values_J)]
   return out
 
 

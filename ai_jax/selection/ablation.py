@@ -57,15 +57,15 @@ def _scaled_binomials(n: int) -> np.ndarray:
   kept as exact integers and divided by its largest entry; Python's int / int is correctly
   rounded however large the operands, so every entry carries one rounding, all in [0, 1].
   """
-  out_AB = np.zeros((n, n))
+  out_JJ = np.zeros((n, n))  # [a, b]: both range over sample counts
   for b in range(n):
     top = math.comb(n - 1, b)
     c = 1  # C(b, b); then C(a+1, b) = C(a, b) * (a+1) / (a+1-b), exact in integers
     for a in range(b, n):
-      out_AB[a, b] = c / top
+      out_JJ[a, b] = c / top
       c = c * (a + 1) // (a + 1 - b)
-  out_AB.setflags(write=False)
-  return out_AB
+  out_JJ.setflags(write=False)
+  return out_JJ
 
 
 def _weights(n: int, m: int) -> np.ndarray:
@@ -78,75 +78,75 @@ def _weights(n: int, m: int) -> np.ndarray:
   """
   if not 1 <= m <= n:
     raise ValueError(f"need 1 <= m <= n, got n={n}, m={m}")
-  scaled_AB = _scaled_binomials(n)
+  scaled_JJ = _scaled_binomials(n)
   # Denominators on the same per-column scale, again exact integers rounded once.
   den_J = np.array([(math.comb(n, j) - math.comb(n - m, j)) / math.comb(n - 1, j - 1)
                     for j in range(1, n + 1)])
-  return scaled_AB[n - m:, :].T / den_J[:, None]
+  return scaled_JJ[n - m:, :].T / den_J[:, None]
 
 
-def _expected_curves(sorted_PM: np.ndarray, n: int) -> np.ndarray:
-  """Best-of-j for j = 1..n of prompts sharing (n, m); sorted_PM holds each prompt's m
+def _expected_curves(sorted_PC: np.ndarray, n: int) -> np.ndarray:
+  """Best-of-j for j = 1..n of prompts sharing (n, m); sorted_PC holds each prompt's m
   finite scores in ascending order (larger = better). Returns float64 [P, n]."""
-  curves_PJ = sorted_PM @ _weights(n, sorted_PM.shape[1]).T
+  curves_PJ = sorted_PC @ _weights(n, sorted_PC.shape[1]).T
   # Pin the known values (j=1: mean of the finite scores; j=n: their max) and the known
   # shape (non-decreasing, within [mean, max]). The formula gets these right up to rounding;
   # pinning them makes the invariants exact, moving values by a few ulps at most.
-  max_P = sorted_PM[:, -1]
+  max_P = sorted_PC[:, -1]
   # The computed mean of equal values can land an ulp outside them; keep it in range.
-  mean_P = np.clip(sorted_PM.mean(axis=1), sorted_PM[:, 0], max_P)
+  mean_P = np.clip(sorted_PC.mean(axis=1), sorted_PC[:, 0], max_P)
   curves_PJ[:, 0] = mean_P
   curves_PJ[:, -1] = max_P
   np.clip(curves_PJ, mean_P[:, None], max_P[:, None], out=curves_PJ)
   return np.maximum.accumulate(curves_PJ, axis=1)
 
 
-def _oriented(scores_K, maximize: bool) -> np.ndarray:
-  scores_K = np.asarray(scores_K, np.float64)
-  if scores_K.ndim != 1:
-    raise ValueError(f"expected one prompt's scores (1-D), got shape {scores_K.shape}")
+def _oriented(scores_J, maximize: bool) -> np.ndarray:
+  scores_J = np.asarray(scores_J, np.float64)
+  if scores_J.ndim != 1:
+    raise ValueError(f"expected one prompt's scores (1-D), got shape {scores_J.shape}")
   # Minimising is maximising the negation; negation is exact, so nothing is lost.
-  return scores_K if maximize else -scores_K
+  return scores_J if maximize else -scores_J
 
 
-def expected_best_curve(scores_K, maximize: bool = True) -> np.ndarray:
+def expected_best_curve(scores_J, maximize: bool = True) -> np.ndarray:
   """Exact expected best-of-j for every j = 1..k over uniformly random j-subsets (without
   replacement) of one prompt's k samples; float64 [k]. NaN scores follow the module's NaN
   rule; with no finite score the curve is all NaN."""
-  oriented_K = _oriented(scores_K, maximize)
-  k = oriented_K.shape[0]
-  finite_M = np.sort(oriented_K[np.isfinite(oriented_K)])
+  oriented_J = _oriented(scores_J, maximize)
+  k = oriented_J.shape[0]
+  finite_M = np.sort(oriented_J[np.isfinite(oriented_J)])
   if finite_M.size == 0:
     return np.full(k, np.nan)
   curve_J = _expected_curves(finite_M[None, :], k)[0]
   return curve_J if maximize else -curve_J
 
 
-def expected_best_of_j(scores_K, j: int, maximize: bool = True) -> float:
+def expected_best_of_j(scores_J, j: int, maximize: bool = True) -> float:
   """Exact expected best score of a uniformly random j-subset of the k samples (NaN rule in
   the module docstring; NaN when no sample has a finite score)."""
-  k = np.shape(scores_K)[0] if np.ndim(scores_K) else 0
+  k = np.shape(scores_J)[0] if np.ndim(scores_J) else 0
   if not 1 <= j <= k:
     raise ValueError(f"j must be in [1, {k}] (the number of samples), got {j}")
-  return float(expected_best_curve(scores_K, maximize)[j - 1])
+  return float(expected_best_curve(scores_J, maximize)[j - 1])
 
 
-def prefix_best_curve(scores_K, maximize: bool = True) -> np.ndarray:
-  """Best finite score among the first j samples for every j = 1..k; scores_K must be in
+def prefix_best_curve(scores_J, maximize: bool = True) -> np.ndarray:
+  """Best finite score among the first j samples for every j = 1..k; scores_J must be in
   sample_index order. NaN where the first j samples are all NaN. float64 [k]."""
-  oriented_K = _oriented(scores_K, maximize)
+  oriented_J = _oriented(scores_J, maximize)
   # fmax ignores NaN unless both sides are NaN: a running best over the finite scores.
-  curve_J = np.fmax.accumulate(oriented_K) if oriented_K.size else oriented_K.copy()
+  curve_J = np.fmax.accumulate(oriented_J) if oriented_J.size else oriented_J.copy()
   return curve_J if maximize else -curve_J
 
 
-def prefix_best_of_j(scores_K, j: int, maximize: bool = True) -> float:
-  """What a run with k = j would have selected: the best of the first j samples (scores_K
+def prefix_best_of_j(scores_J, j: int, maximize: bool = True) -> float:
+  """What a run with k = j would have selected: the best of the first j samples (scores_J
   in sample_index order); NaN when those j samples have no finite score."""
-  k = np.shape(scores_K)[0] if np.ndim(scores_K) else 0
+  k = np.shape(scores_J)[0] if np.ndim(scores_J) else 0
   if not 1 <= j <= k:
     raise ValueError(f"j must be in [1, {k}] (the number of samples), got {j}")
-  return float(prefix_best_curve(scores_K, maximize)[j - 1])
+  return float(prefix_best_curve(scores_J, maximize)[j - 1])
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -160,7 +160,7 @@ _bootstrap_counts = stats.resample_counts
 
 def _bootstrap_means(exact_PJ: np.ndarray, prefix_PJ: np.ndarray, num_bootstrap: int,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Resampled means [B, J] of the exact values and of the prefix values (NaN = prompt not
+  """Resampled means [Z, J] of the exact values and of the prefix values (NaN = prompt not
   defined at that j, left out of that mean). Both use the same resamples, those of
   stats.bootstrap_counts: a seed gives the same intervals every time."""
   num_prompts, num_j = exact_PJ.shape
@@ -168,24 +168,24 @@ def _bootstrap_means(exact_PJ: np.ndarray, prefix_PJ: np.ndarray, num_bootstrap:
   prefix_zeroed_PJ = np.where(defined_PJ > 0, prefix_PJ, 0.0)
   # One pass over the resamples for all three: a prefix mean is the resampled sum of the
   # defined values over the resampled number of defined prompts.
-  values_PV = np.concatenate([exact_PJ, prefix_zeroed_PJ, defined_PJ], axis=1)  # V = 3J
-  sums_BV = stats.resampled_sums(values_PV, num_bootstrap, seed)
-  exact_BJ = sums_BV[:, :num_j] / num_prompts
+  values_PM = np.concatenate([exact_PJ, prefix_zeroed_PJ, defined_PJ], axis=1)  # M = 3J
+  sums_ZM = stats.resampled_sums(values_PM, num_bootstrap, seed)
+  exact_ZJ = sums_ZM[:, :num_j] / num_prompts
   with np.errstate(invalid="ignore", divide="ignore"):
-    prefix_BJ = sums_BV[:, num_j:2 * num_j] / sums_BV[:, 2 * num_j:]
-  return exact_BJ, prefix_BJ
+    prefix_ZJ = sums_ZM[:, num_j:2 * num_j] / sums_ZM[:, 2 * num_j:]
+  return exact_ZJ, prefix_ZJ
 
 
-def _percentile_ci(boot_BJ: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-  if boot_BJ.shape[0] == 0:
-    nan_J = np.full(boot_BJ.shape[1], np.nan)
+def _percentile_ci(boot_ZJ: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+  if boot_ZJ.shape[0] == 0:
+    nan_J = np.full(boot_ZJ.shape[1], np.nan)
     return nan_J, nan_J.copy()
   alpha = (1.0 - confidence) / 2.0
   # nanquantile: a prefix resample can hold no prompt with a defined value (NaN mean); a
   # column of only those gives NaN, which is the right answer, so its warning is dropped.
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
-    low_J, high_J = np.nanquantile(boot_BJ, [alpha, 1.0 - alpha], axis=0)
+    low_J, high_J = np.nanquantile(boot_ZJ, [alpha, 1.0 - alpha], axis=0)
   return low_J, high_J
 
 
@@ -214,11 +214,11 @@ def ablation_table(groups: Sequence[Candidates], metric: str, maximize: bool = T
   for group in groups:
     # Prefix order: sample_index first, so with several teachers j grows round robin.
     order = sorted(range(len(group)), key=lambda i: (group.sample_indices[i], group.teachers[i]))
-    values_N = group.metric(metric)[order]
-    if not np.isfinite(values_N).any():
+    values_J = group.metric(metric)[order]
+    if not np.isfinite(values_J).any():
       no_score += 1
     else:
-      scored.append(values_N)
+      scored.append(values_J)
   if not scored:
     raise ValueError(f"metric {metric!r}: no prompt has a finite score "
                      f"({no_score} prompts without one)")
@@ -241,9 +241,9 @@ def ablation_table(groups: Sequence[Candidates], metric: str, maximize: bool = T
   for p, v in enumerate(oriented):
     batches.setdefault((v.size, int(np.isfinite(v).sum())), []).append(p)
   for (n, _), members in batches.items():
-    sorted_PM = np.sort(np.stack([oriented[p][np.isfinite(oriented[p])] for p in members]),
+    sorted_PC = np.sort(np.stack([oriented[p][np.isfinite(oriented[p])] for p in members]),
                         axis=1)
-    exact_PJ[members] = _expected_curves(sorted_PM, n)[:, :k_max]
+    exact_PJ[members] = _expected_curves(sorted_PC, n)[:, :k_max]
   prefix_PJ = np.stack([np.fmax.accumulate(v[:k_max]) for v in oriented])
   pooled = np.concatenate([v[np.isfinite(v)] for v in oriented])
   if not maximize:
@@ -254,9 +254,9 @@ def ablation_table(groups: Sequence[Candidates], metric: str, maximize: bool = T
   with np.errstate(invalid="ignore", divide="ignore"):
     prefix_mean_J = np.where(defined_PJ, prefix_PJ, 0.0).sum(axis=0) / prefix_count_J
   exact_mean_J = exact_PJ.mean(axis=0)
-  boot_exact_BJ, boot_prefix_BJ = _bootstrap_means(exact_PJ, prefix_PJ, num_bootstrap, seed)
-  exact_low_J, exact_high_J = _percentile_ci(boot_exact_BJ, confidence)
-  prefix_low_J, prefix_high_J = _percentile_ci(boot_prefix_BJ, confidence)
+  boot_exact_ZJ, boot_prefix_ZJ = _bootstrap_means(exact_PJ, prefix_PJ, num_bootstrap, seed)
+  exact_low_J, exact_high_J = _percentile_ci(boot_exact_ZJ, confidence)
+  prefix_low_J, prefix_high_J = _percentile_ci(boot_prefix_ZJ, confidence)
 
   # Column j=1 holds each prompt's mean finite score (pinned in _expected_curves), so the
   # baseline and the j=1 row are one number by construction.
@@ -300,16 +300,13 @@ def _md_num(value: float) -> str:
 
 
 def _render_png(rows: Sequence[dict], metric: str) -> bytes:
-  # Figure + Agg canvas directly: no pyplot, so no global backend switch and no state
-  # shared with whatever else the process plots.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
   from matplotlib.ticker import MaxNLocator
+
+  from ai_jax import plotting
 
   j_J = np.array([r["j"] for r in rows], np.float64)
   col = lambda name: np.array([r[name] for r in rows], np.float64)  # noqa: E731
-  fig = Figure(figsize=(7.0, 4.5), dpi=100)
-  FigureCanvasAgg(fig)
+  fig = plotting.new_figure(7.0, 4.5)
   ax = fig.add_subplot(1, 1, 1)
   ax.fill_between(j_J, col("expected_best_ci_low"), col("expected_best_ci_high"),
                   color="C0", alpha=0.25, linewidth=0)
@@ -328,10 +325,7 @@ def _render_png(rows: Sequence[dict], metric: str) -> bytes:
   ax.set_title(f"Best-of-j ablation: {metric}, {rows[0]['num_prompts']} prompts")
   ax.grid(True, alpha=0.3)
   ax.legend(loc="best", fontsize="small")
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png")
-  return buf.getvalue()
+  return plotting.png_bytes(fig)
 
 
 def write_ablation(rows: Sequence[dict], out_dir: str, metric: str) -> dict[str, str]:

@@ -18,11 +18,11 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class Candidates:
   prompt_id: str
-  teachers: tuple[str, ...]            # [N]
-  sample_indices: tuple[int, ...]      # [N]
-  scores: Mapping[str, np.ndarray]     # metric -> float64 [N]; NaN = no value
-  texts: tuple[str, ...] = ()          # [N] when a strategy reads them (self-consistency)
-  finish_reasons: tuple[str, ...] = () # [N] when known ("stop", "length", ...)
+  teachers: tuple[str, ...]            # [C]
+  sample_indices: tuple[int, ...]      # [C]
+  scores: Mapping[str, np.ndarray]     # metric -> float64 [C]; NaN = no value
+  texts: tuple[str, ...] = ()          # [C] when a strategy reads them (self-consistency)
+  finish_reasons: tuple[str, ...] = () # [C] when known ("stop", "length", ...)
 
   def __post_init__(self):
     n = len(self.teachers)

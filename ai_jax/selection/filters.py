@@ -142,8 +142,8 @@ class SelfConsistency(PerPromptStrategy):
       raise ValueError(f"SelfConsistency reads texts; prompt {group.prompt_id!r} has none "
                        "(group_candidates(..., with_texts=True))")
     votes: dict[str, list[int]] = {}  # insertion order = first occurrence
-    considered_N = np.flatnonzero(ok)
-    for i in considered_N:
+    considered_C = np.flatnonzero(ok)
+    for i in considered_C:
       try:
         answer = answer_fn(group.texts[i])
       except Exception as e:
@@ -155,7 +155,7 @@ class SelfConsistency(PerPromptStrategy):
     if not votes:
       return Choice(None, "no answer extracted")
     top = max(votes.values(), key=len)  # max keeps the first of equal lengths
-    if len(top) / len(considered_N) < self.min_agreement:
+    if len(top) / len(considered_C) < self.min_agreement:
       return Choice(None, f"agreement below {self.min_agreement:g}")
     return top[0]
 

@@ -122,27 +122,27 @@ class Weighted(PerPromptStrategy):
 
   def choose(self, group: Candidates, ok: np.ndarray,
              context: dict[str, tuple[float, float]]) -> int:
-    idx_N = np.flatnonzero(ok)
-    total_N = np.zeros(len(idx_N))
+    idx_C = np.flatnonzero(ok)
+    total_C = np.zeros(len(idx_C))
     for m, w in self.active():
-      x_N = group.metric(m)[idx_N]
+      x_C = group.metric(m)[idx_C]
       if self.normalize == "zscore":
-        x_N = _zscore(x_N, *context[m])
+        x_C = _zscore(x_C, *context[m])
       elif self.normalize == "zscore_per_prompt":
-        x_N = _zscore(x_N, x_N.mean(), x_N.std())
+        x_C = _zscore(x_C, x_C.mean(), x_C.std())
       elif self.normalize == "rank":
-        x_N = rank01(x_N)
-      total_N += w * x_N
-    return int(idx_N[_first_best(total_N)])
+        x_C = rank01(x_C)
+      total_C += w * x_C
+    return int(idx_C[_first_best(total_C)])
 
   def required_metrics(self) -> tuple[str, ...]:
     return tuple(m for m, _ in self.active())
 
 
-def pareto_front(values_NM: np.ndarray, maximize_M: Sequence[bool]) -> np.ndarray:
+def pareto_front(values_CM: np.ndarray, maximize_M: Sequence[bool]) -> np.ndarray:
   """bool[N]: True for the rows no other row dominates (at least as good on every metric,
   strictly better on one). Identical rows do not dominate each other."""
-  v = np.asarray(values_NM, np.float64)
+  v = np.asarray(values_CM, np.float64)
   o = np.where(np.asarray(maximize_M, bool)[None, :], v, -v)  # higher = better
   at_least = (o[:, None, :] >= o[None, :, :]).all(-1)   # [j, i]: j >= i everywhere
   better = (o[:, None, :] > o[None, :, :]).any(-1)
@@ -198,20 +198,20 @@ class Pareto(PerPromptStrategy):
              context: dict[str, tuple[float, float]]) -> int:
     names = self.required_metrics()
     maximize_M = np.array([d == "max" for _, d in self.metrics])
-    idx_N = np.flatnonzero(ok)
-    values_NM = np.stack([group.metric(m)[idx_N] for m in names], axis=1)
-    on_front_N = pareto_front(values_NM, maximize_M)
-    idx_N, values_NM = idx_N[on_front_N], values_NM[on_front_N]
+    idx_C = np.flatnonzero(ok)
+    values_CM = np.stack([group.metric(m)[idx_C] for m in names], axis=1)
+    on_front_C = pareto_front(values_CM, maximize_M)
+    idx_C, values_CM = idx_C[on_front_C], values_CM[on_front_C]
     if self.tie_break == "first":
       best = 0
     elif self.tie_break == "weighted":
       best = _first_best(sum((1.0 if maximize_M[j] else -1.0) *
-                             _zscore(values_NM[:, j], *context[m])
+                             _zscore(values_CM[:, j], *context[m])
                              for j, m in enumerate(names)))
     else:
-      oriented_NM = np.where(maximize_M, values_NM, -values_NM)
-      best = _first_best(oriented_NM[:, names.index(self.tie_break)])
-    return int(idx_N[best])
+      oriented_CM = np.where(maximize_M, values_CM, -values_CM)
+      best = _first_best(oriented_CM[:, names.index(self.tie_break)])
+    return int(idx_C[best])
 
   def required_metrics(self) -> tuple[str, ...]:
     return tuple(m for m, _ in self.metrics)
