@@ -74,21 +74,53 @@ def char_tokenizer():
   return CharTokenizer()
 
 
-@pytest.fixture(scope="session")
-def smoke_experiment(tmp_path_factory):
-  """One run of the experiment's smoke config through its CLI (a fresh process with one
-  CPU device, as a user starts it), shared by the tests that read a finished run."""
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SMOKE: dict = {}  # the suite's one smoke run: {"proc", "workdir", "log"}
+
+
+def _start_smoke_run() -> None:
+  """The experiment's smoke config through its CLI (a fresh process with one CPU device,
+  as a user starts it), in the background."""
   import subprocess
   import sys
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  workdir = tmp_path_factory.mktemp("smoke_experiment")
+  workdir = tempfile.mkdtemp(prefix="ai_jax_smoke_experiment_")
+  atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+  log = tempfile.TemporaryFile("w+")
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run(
+  proc = subprocess.Popen(
       [sys.executable, "-m", "experiments.active_inheritance", "--config",
-       "configs/active_inheritance.py:smoke", "--workdir", str(workdir)],
-      cwd=repo, env={**env, "PYTHONPATH": repo}, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return workdir
+       "configs/active_inheritance.py:smoke", "--workdir", workdir],
+      cwd=REPO, env={**env, "PYTHONPATH": REPO}, stdout=log, stderr=subprocess.STDOUT)
+  atexit.register(lambda: proc.poll() is None and proc.kill())
+  _SMOKE.update(proc=proc, workdir=workdir, log=log)
+
+
+def _reads_smoke_run(item) -> bool:
+  return "smoke_experiment" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(session, config, items):
+  """The tests that read the smoke run go last, and the run starts now: it computes in its
+  own process while the other tests run (on 2 cores, its work and this process's
+  single-threaded compiles overlap), and is done, or nearly, when they need it."""
+  readers = [item for item in items if _reads_smoke_run(item)]
+  if readers and embedded_gguf_path() is not None:
+    items[:] = [item for item in items if not _reads_smoke_run(item)] + readers
+    _start_smoke_run()
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment():
+  """The finished smoke run's folder, shared by the tests that read a finished run."""
+  import pathlib
+  if not _SMOKE:
+    _start_smoke_run()
+  proc, log = _SMOKE["proc"], _SMOKE["log"]
+  returncode = proc.wait(timeout=1800)
+  log.seek(0)
+  assert returncode == 0, log.read()[-4000:]
+  return pathlib.Path(_SMOKE["workdir"])
 
 
 # A tiny random Llama with SmolLM2's real tokenizer (vocab 49152): the whole pipeline runs on

@@ -99,9 +99,9 @@ def _count_lines(pattern: str) -> int:
   return n
 
 
-def _kill_when(workdir, condition, what: str, timeout: float = 600) -> None:
-  proc = subprocess.Popen(_cmd(workdir), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+def _kill_when(workdir, condition, what: str, *extra, timeout: float = 600) -> None:
+  proc = subprocess.Popen(_cmd(workdir, *extra), cwd=REPO, env=_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + timeout
   try:
     while not condition():
@@ -114,28 +114,37 @@ def _kill_when(workdir, condition, what: str, timeout: float = 600) -> None:
 
 
 @requires_embedded
-def test_killed_during_sampling_and_training_resumes_to_the_same_summary(smoke_run, tmp_path):
+def test_killed_during_sampling_and_training_resumes_to_the_same_summary(tmp_path,
+                                                                        tiny_student_dir):
+  # The mechanics of resume on the tiny random model with SmolLM2's tokenizer (the smoke
+  # run is the embedded model's end-to-end check): runs take seconds, and 24 training
+  # prompts in batches of one make sampling long enough for the kill to land inside it.
+  extra = (f"--config.teachers.smollm2_135m={tiny_student_dir}",
+           f"--config.student.path={tiny_student_dir}", "--config.prompts.train.limit=24",
+           "--config.sample.sampling.batch_size=1")
+  clean_dir = tmp_path / "clean"
+  _run_to_end(clean_dir, *extra)
   workdir = tmp_path / "run"
   samples = str(workdir / "teacher" / "samples" / "shard-*.jsonl")
-  _kill_when(workdir, lambda: _count_lines(samples) >= 1, "the first sample batch")
-  assert _count_lines(samples) < 6 * 3, "sampling had finished before the kill"
+  _kill_when(workdir, lambda: _count_lines(samples) >= 1, "the first sample batch", *extra)
+  assert _count_lines(samples) < 24 * 3, "sampling had finished before the kill"
 
   def training_started():
     return any(_count_lines(m) >= 1 and not os.path.exists(os.path.join(os.path.dirname(m),
                                                                          "trained.json"))
                for m in glob.glob(str(workdir / "students" / "*" / "train_metrics.jsonl")))
-  _kill_when(workdir, training_started, "a training step")
+  _kill_when(workdir, training_started, "a training step", *extra)
   trained = glob.glob(str(workdir / "students" / "*" / "trained.json"))
   assert len(trained) < 3, "training had finished before the kill"
 
-  _run_to_end(workdir)
-  resumed, clean = _summary(workdir), _summary(smoke_run)
+  _run_to_end(workdir, *extra)
+  resumed, clean = _summary(workdir), _summary(clean_dir)
   resumed.pop("stage_seconds")
   clean.pop("stage_seconds")
   assert resumed == clean
   # Nothing was sampled twice: one record per (prompt, sample index).
   records = [json.loads(line) for p in sorted(glob.glob(samples)) for line in open(p)]
-  assert len(records) == len({(r["prompt_id"], r["sample_index"]) for r in records}) == 18
+  assert len(records) == len({(r["prompt_id"], r["sample_index"]) for r in records}) == 72
 
 
 # --------------------------------------------------------------------------- bad configs

@@ -165,7 +165,7 @@ def stage_report(plan_: Plan) -> dict:
   shown = list(plan_.stages.report["metrics"]) + [
       m for section in summary["evaluations"].values() for m in section["metrics"]
       if m.startswith(("expected_max_", "probability_"))]
-  files = report.write_report(summary, distributions, plan_.dirs, show_metrics=shown)
+  files = report.write_report(summary, distributions, plan_.dirs.root, show_metrics=shown)
   write_json_atomic(plan_.dirs.summary, summary)
   return {"files": files}
 
