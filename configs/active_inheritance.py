@@ -6,13 +6,13 @@ r"""Active inheritance ("LLM See, LLM Do"): sample -> score -> select -> train -
       --workdir runs/default --config.sample.sampling.k=8
 
 Args:
-  smoke    a few prompts and steps: the whole pipeline in about two minutes on 2 CPU cores
-           (tests and CI).
+  smoke    a few prompts and steps: the whole pipeline in about five minutes on 2 CPU cores
+           (tests and CI; measured 5 min 05 s).
   ""       the default (README's main command): SmolLM2-135M-Instruct teaches itself on 96
            AlpacaEval instructions, k=4; longest-of-4 vs random vs first vs the untuned
            student on 48 held-out AlpacaEval instructions, plus the toxicity protocol on
-           RealToxicityPrompts. About 25 minutes on 2 CPU cores (measured 24 min 27 s:
-           sample 5, train 10, evaluate 10).
+           RealToxicityPrompts. About 28 minutes on 2 CPU cores (a fresh machine took
+           27 min 58 s; a warm one 24 min 27 s: sample 5, train 10, evaluate 10).
   paper    Alpaca-52k (a local alpaca_data.json or TFDS), k=10, the paper's evaluation
            protocol (greedy held-out answers; 25 samples per toxic prompt at top-p 0.9);
            meant for a GPU or TPU.

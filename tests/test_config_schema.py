@@ -179,3 +179,15 @@ def test_cli_refuses_bad_override_in_one_line(argv, expected, tmp_path):
   assert proc.returncode != 0
   assert expected in proc.stderr
   assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_config_has_no_key_a_cell_sets_itself():
+  from ai_jax.experiment import sweep
+  from configs import sweep as sweep_config
+  c = sweep_config.get_config("smoke")
+  flat = dict(_leaves(c.to_dict()))
+  for key in sweep.GOVERNED:
+    assert not any(k == key or k.startswith(key + ".") for k in flat), key
+  c.experiment.seed = 3  # put back by a config file: refused, naming what governs it
+  with pytest.raises(plan_lib.ExperimentConfigError, match=r"config\.seeds"):
+    sweep.cell_config(c, sweep.cells(c)[0], "/tmp/unused", (0, 1))

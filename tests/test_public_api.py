@@ -33,6 +33,7 @@ def test_docstring_examples_run(tmp_path, smoke_experiment):
   for name in ORDER:
     doc = getattr(ai_jax, name).__doc__
     test = parser.get_doctest(doc, globs, f"ai_jax.{name}", ai_jax.__file__, 0)
+    test.globs = globs  # one namespace (DocTest copies it): `model` carries to the next call
     assert test.examples, f"ai_jax.{name} has no docstring example"
     runner.run(test, clear_globs=False)
   assert runner.failures == 0, f"{runner.failures} docstring examples failed (output above)"
