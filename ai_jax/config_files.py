@@ -37,6 +37,16 @@ def _node_keys(node) -> list[str]:
   return sorted(node.keys()) if hasattr(node, "keys") else []
 
 
+def has_key(config, key: str) -> bool:
+  """Whether config has the dotted key (e.g. "sample.prompts.path")."""
+  node = config
+  for part in key.split("."):
+    if part not in _node_keys(node):
+      return False
+    node = node[part]
+  return True
+
+
 def check_key(config, key: str, governed: Mapping[str, str] | None = None) -> None:
   """Raises ConfigKeyError unless `key` (dotted, without "config.") names a key of config."""
   for governed_key, by in (governed or {}).items():

@@ -62,21 +62,10 @@ def remove_governed(config: ml_collections.ConfigDict, governed=None
   return config
 
 
-def governing_key(key: str) -> str | None:
-  """The experiment key that sets `key` (dotted, e.g. "sample.prompts.path"), or None."""
-  for governed, by in GOVERNED.items():
-    if key == governed or key.startswith(governed + "."):
-      return by
-  return None
-
-
 def _check_governed(config) -> None:
+  from ai_jax.config_files import has_key
   for key, by in GOVERNED.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      node = node.get(part, None) if node is not None else None
-    if node is not None and leaf in node:
+    if has_key(config, key):
       fail(f"config.{key} is set by the experiment from config.{by}; set that instead and "
            f"leave {key} out of the config (configs/active_inheritance.py removes it)")
 

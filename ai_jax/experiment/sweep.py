@@ -69,8 +69,9 @@ def cells(config) -> list[dict]:
 
 
 def cell_config(config, cell: dict, workdir: str, host: tuple[int, int]):
+  from ai_jax.config_files import has_key
   for key, by in GOVERNED.items():
-    if config_has(config, key):
+    if has_key(config, key):
       raise experiment.ExperimentConfigError(
           f"config.{key} is set by the sweep from config.{by}; set that instead")
   c = ml_collections.ConfigDict(config.experiment.to_dict())
@@ -83,15 +84,6 @@ def cell_config(config, cell: dict, workdir: str, host: tuple[int, int]):
   c.host = ml_collections.ConfigDict({"index": host[0], "num_hosts": host[1]})
   c.name = f"{config.experiment.name} sweep cell {cell['name']}"
   return c
-
-
-def config_has(config, key: str) -> bool:
-  node = config
-  for part in key.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      return False
-    node = node[part]
-  return True
 
 
 def _barrier(name: str, workdir: str, host: tuple[int, int], distributed: bool,
