@@ -48,9 +48,6 @@ class SelectionDir:
   """The select stage's outputs: one training set per arm, the ablation, a summary."""
   root: str
 
-  def arm(self, arm: str) -> str:
-    return _join(self.root, arm)
-
   def train_set(self, arm: str) -> str:
     return _join(self.root, arm, "train.jsonl")
 
@@ -266,10 +263,6 @@ class SweepDir:
 
   def cell(self, name: str) -> str:
     return _join(self.root, "cells", name)
-
-  @property
-  def barriers(self) -> str:
-    return _join(self.root, "barriers")
 
   def barrier(self, name: str) -> str:
     return _join(self.root, "barriers", name)
