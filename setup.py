@@ -35,7 +35,8 @@ setuptools.setup(
         # textstat (readability), lexicalrichness (MTLD & co.), alt-profanity-check
         # (toxicity_offline's source model; it pins scikit-learn and joblib exactly).
         # tensorflow-datasets (no TensorFlow) and pyarrow: prompt sets from TFDS / parquet.
-        "test": ["pytest", "transformers>=4.45", "textstat==0.7.13", "lexicalrichness==0.5.1",
+        "test": ["pytest", "pytest-xdist",  # -n 2 in pytest.ini
+                 "transformers>=4.45", "textstat==0.7.13", "lexicalrichness==0.5.1",
                  "alt-profanity-check==1.9.1", "tensorflow-datasets", "pyarrow",
                  "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         "data": ["tensorflow-datasets", "pyarrow"],

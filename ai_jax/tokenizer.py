@@ -70,12 +70,9 @@ def _pre_tokenizer(pre: str | None) -> pre_tokenizers.PreTokenizer:
 
 
 def _read_gguf_metadata(path: str) -> dict[str, Any]:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"GGUF file not found: {path}")
-  import gguf
+  from ai_jax.weights.gguf_io import read_gguf_metadata
 
-  reader = gguf.GGUFReader(path)
-  return {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
+  return {k: v for k, v in read_gguf_metadata(path).items() if k.startswith("tokenizer.")}
 
 
 def _token_str(value: Any) -> str | None:

@@ -153,7 +153,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.data.min_bucket = 32
     c.train.train.batch_size = 2
     c.train.train.epochs = 1
-    c.train.checkpoint.every_steps = 2
     c.eval.batch_size = 4
     for mode in ("greedy", "sampled"):
       c.eval.modes[mode].max_new_tokens = 12

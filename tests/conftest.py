@@ -1,20 +1,37 @@
-"""Test setup: 8 fake CPU devices (set before jax is imported) and small fixtures."""
+"""Test setup: 8 fake CPU devices (set before jax is imported) and small fixtures.
+
+The suite runs in two pytest-xdist workers (pytest.ini: -n 2): on the 2-core machine one
+worker's single-threaded XLA compiles leave the other core idle otherwise. What the
+processes of one session share lives in one folder that the first process makes (xdist's
+controller, or the only process of a plain run), hands to the workers by environment, and
+deletes at exit: the JAX compilation cache and the one smoke run.
+"""
 
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# The suite is compile-bound (many small shapes, each an XLA CPU compile): LLVM at -O0
+# compiles about 40% faster, and the big matmuls are library calls that it does not touch.
+# Sampled records are unchanged; training losses move in the 6th digit. Every process a
+# test starts gets the same flags (subprocess_env), so they share the compilation cache.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ.setdefault("XLA_FLAGS",
+                      f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One JAX compilation cache per test session, shared with the processes the tests start
-# (the CLI, experiment, sweep and notebook runs compile the same functions at the same
-# shapes, each in a fresh process): a new folder outside the repository, deleted at exit,
-# so no session's result depends on an earlier one.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  _cache = tempfile.mkdtemp(prefix="ai_jax_test_jax_cache_")
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+_SESSION_DIR_ENV = "AI_JAX_TEST_SESSION_DIR"
+_SESSION_DIR = os.environ.get(_SESSION_DIR_ENV)
+_OWNS_SESSION_DIR = _SESSION_DIR is None
+if _OWNS_SESSION_DIR:
+  _SESSION_DIR = tempfile.mkdtemp(prefix="ai_jax_test_session_")
+  os.environ[_SESSION_DIR_ENV] = _SESSION_DIR
+# One JAX compilation cache per test session, shared with the workers and the processes the
+# tests start (the CLI, experiment, sweep and notebook runs compile the same functions at
+# the same shapes, each in a fresh process): outside the repository, deleted at exit, so no
+# session's result depends on an earlier one.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_SESSION_DIR, "jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import importlib.util  # noqa: E402
@@ -75,24 +92,57 @@ def char_tokenizer():
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SMOKE: dict = {}  # the suite's one smoke run: {"proc", "workdir", "log"}
+
+
+def subprocess_env(num_devices: int = 1) -> dict:
+  """The environment of a process a test starts (a CLI run, as a user starts it): this
+  repository importable, the suite's XLA flags, `num_devices` CPU devices (1 = a laptop)."""
+  devices = f" --xla_force_host_platform_device_count={num_devices}" if num_devices > 1 else ""
+  return {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
+          "XLA_FLAGS": TEST_XLA_FLAGS + devices}
+# The session's one smoke run: started by the first process whose tests read it (a lock
+# folder decides), in the background; "rc" appears when it has ended.
+_SMOKE_DIR = os.path.join(_SESSION_DIR, "smoke")
+_SMOKE_WORKDIR = os.path.join(_SMOKE_DIR, "run")
+_SMOKE_LOG = os.path.join(_SMOKE_DIR, "log.txt")
+_SMOKE_RC = os.path.join(_SMOKE_DIR, "rc")
+_SMOKE_PID = os.path.join(_SMOKE_DIR, "pid")
 
 
 def _start_smoke_run() -> None:
   """The experiment's smoke config through its CLI (a fresh process with one CPU device,
-  as a user starts it), in the background."""
+  as a user starts it), in the background; a no-op if a process of this session did."""
+  import shlex
   import subprocess
   import sys
-  workdir = tempfile.mkdtemp(prefix="ai_jax_smoke_experiment_")
-  atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-  log = tempfile.TemporaryFile("w+")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  try:
+    os.mkdir(_SMOKE_DIR)
+  except FileExistsError:
+    return
+  command = shlex.join([sys.executable, "-m", "experiments.active_inheritance", "--config",
+                        "configs/active_inheritance.py:smoke", "--workdir", _SMOKE_WORKDIR])
+  rc = shlex.quote(_SMOKE_RC)
   proc = subprocess.Popen(
-      [sys.executable, "-m", "experiments.active_inheritance", "--config",
-       "configs/active_inheritance.py:smoke", "--workdir", workdir],
-      cwd=REPO, env={**env, "PYTHONPATH": REPO}, stdout=log, stderr=subprocess.STDOUT)
-  atexit.register(lambda: proc.poll() is None and proc.kill())
-  _SMOKE.update(proc=proc, workdir=workdir, log=log)
+      ["sh", "-c", f"{command} > {shlex.quote(_SMOKE_LOG)} 2>&1; echo $? > {rc}.part && "
+                   f"mv {rc}.part {rc}"],
+      cwd=REPO, env=subprocess_env(), start_new_session=True)
+  with open(_SMOKE_PID, "w") as f:
+    f.write(str(proc.pid))
+
+
+def _end_session() -> None:
+  """In the process that made the session folder: stop a smoke run still going (an
+  interrupted session), then delete the folder."""
+  try:
+    with open(_SMOKE_PID) as f:
+      os.killpg(int(f.read()), signal.SIGKILL)
+  except (OSError, ValueError):
+    pass
+  shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+if _OWNS_SESSION_DIR:
+  atexit.register(_end_session)
 
 
 def _reads_smoke_run(item) -> bool:
@@ -102,8 +152,7 @@ def _reads_smoke_run(item) -> bool:
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session, config, items):
   """The tests that read the smoke run go last, and the run starts now: it computes in its
-  own process while the other tests run (on 2 cores, its work and this process's
-  single-threaded compiles overlap), and is done, or nearly, when they need it."""
+  own process while the other tests run, and is done, or nearly, when they need it."""
   readers = [item for item in items if _reads_smoke_run(item)]
   if readers and embedded_gguf_path() is not None:
     items[:] = [item for item in items if not _reads_smoke_run(item)] + readers
@@ -112,15 +161,19 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(scope="session")
 def smoke_experiment():
-  """The finished smoke run's folder, shared by the tests that read a finished run."""
+  """The finished smoke run's folder, shared by the tests (and workers) that read it."""
   import pathlib
-  if not _SMOKE:
-    _start_smoke_run()
-  proc, log = _SMOKE["proc"], _SMOKE["log"]
-  returncode = proc.wait(timeout=1800)
-  log.seek(0)
-  assert returncode == 0, log.read()[-4000:]
-  return pathlib.Path(_SMOKE["workdir"])
+  import time
+  _start_smoke_run()
+  deadline = time.time() + 1800
+  while not os.path.exists(_SMOKE_RC):
+    assert time.time() < deadline, "the smoke run did not end within 30 minutes"
+    time.sleep(0.5)
+  with open(_SMOKE_RC) as f:
+    returncode = int(f.read())
+  with open(_SMOKE_LOG, errors="replace") as f:
+    assert returncode == 0, f.read()[-4000:]
+  return pathlib.Path(_SMOKE_WORKDIR)
 
 
 # A tiny random Llama with SmolLM2's real tokenizer (vocab 49152): the whole pipeline runs on

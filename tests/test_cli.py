@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 from configs import sample as sample_config
 from ai_jax import loading
 from ai_jax.stages import sample as sample_cli
@@ -25,7 +25,7 @@ def _write(path, text):
 
 @requires_embedded
 def test_cli_smoke_writes_shards(tmp_path):
-  env = {**os.environ, "PYTHONPATH": REPO}
+  env = subprocess_env()  # one CPU device, as a user's laptop
   cmd = [sys.executable, "-m", "ai_jax.sample", "--config", "configs/sample.py:smoke",
          "--workdir", str(tmp_path), "--config.sampling.k=3", "--config.sampling.seed=7"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO_ROOT, "colab", "active_inheritance.ipynb")
@@ -69,8 +69,7 @@ def test_notebook_runs_smoke(smoke_experiment, monkeypatch):
       p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
   monkeypatch.setenv("MPLBACKEND", "Agg")
   # conftest.py fakes 8 CPU devices for the sharding tests; a notebook user has one.
-  if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-    monkeypatch.delenv("XLA_FLAGS")
+  monkeypatch.setenv("XLA_FLAGS", subprocess_env()["XLA_FLAGS"])
 
   client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                                    resources={"metadata": {"path": REPO_ROOT}})

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 from configs import active_inheritance as ai_config
 from ai_jax.experiment import active_inheritance as experiment
 
@@ -26,9 +26,7 @@ def _cmd(workdir, *extra):
 
 
 def _env():
-  # One CPU device, as on a laptop (conftest gives this process 8 fake ones).
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  return {**env, "PYTHONPATH": REPO}
+  return subprocess_env()  # one CPU device, as on a laptop (this process has 8 fake ones)
 
 
 def _run_to_end(workdir, *extra):

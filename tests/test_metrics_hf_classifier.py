@@ -23,6 +23,10 @@ from ai_jax.metrics import hf_classifier, registry  # noqa: E402
 from ai_jax.metrics.registry import MetricError  # noqa: E402
 from ai_jax.models import encoder  # noqa: E402
 
+# One worker runs this module (pytest-xdist --dist loadgroup), so its module fixtures are
+# built once.
+pytestmark = pytest.mark.xdist_group("hf_classifiers")
+
 WORDS = ("the a you are is stupid idiot nice day hello world good bad people this that what "
          "i love hate it so very much not").split()
 TEXTS = [

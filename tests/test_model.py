@@ -302,6 +302,10 @@ CHAT_PROMPTS = [
 RAW_PROMPT = "The quick brown fox jumps over the lazy dog.  1999 was\n\n  42 years ago"
 
 
+# The tests of this fixture run on one xdist worker (one load of the model, one reference).
+_EMBEDDED_GROUP = pytest.mark.xdist_group("embedded_model_reference")
+
+
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
   """The embedded model, its HF export, the torch reference and all prompts' logits."""
@@ -323,6 +327,7 @@ def embedded(tmp_path_factory):
 
 @requires_embedded
 @pytest.mark.slow
+@_EMBEDDED_GROUP
 def test_embedded_logits_match_transformers(embedded):
   diffs = []
   for x, ours, theirs in zip(embedded["ids"], embedded["ours"], embedded["theirs"]):
@@ -337,6 +342,7 @@ def test_embedded_logits_match_transformers(embedded):
 
 @requires_embedded
 @pytest.mark.slow
+@_EMBEDDED_GROUP
 def test_embedded_exported_tokenizer_matches(embedded):
   ours = embedded["model"].tokenizer
   theirs = transformers.AutoTokenizer.from_pretrained(embedded["path"])
@@ -353,6 +359,7 @@ def test_embedded_exported_tokenizer_matches(embedded):
 
 @requires_embedded
 @pytest.mark.slow
+@_EMBEDDED_GROUP
 def test_embedded_kv_cache_matches_full_forward(embedded):
   model = embedded["model"]
   tokens, full = embedded["ids"][0], embedded["ours"][0]

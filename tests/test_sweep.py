@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 from ai_jax.data.splits import host_shard
 from ai_jax.store.records import iter_records
 
@@ -19,9 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _host_env():
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  return {**env, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  return subprocess_env(num_devices=4)
 
 
 @requires_embedded

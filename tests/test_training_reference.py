@@ -30,6 +30,10 @@ from ai_jax.weights.safetensors_io import write_hf_checkpoint  # noqa: E402
 
 from conftest import TINY  # noqa: E402
 
+# One worker runs this module (pytest-xdist --dist loadgroup), so its module fixtures are
+# built once.
+pytestmark = pytest.mark.xdist_group("torch_reference_models")
+
 CONFIGS = {"untied": TINY, "tied": TINY.replace(tie_word_embeddings=True)}
 PAD_ID = 0
 LOSS_RTOL = 1e-4

@@ -202,12 +202,12 @@ def _encode(w, qtype):
 
 
 def _write_gguf(path, cfg, sd, qtype=Q.F32, arch="llama", raw=None, extra_kv=None,
-                extra_tensors=None):
+                extra_tensors=None, endianess=gguf.GGUFEndian.LITTLE):
   """A llama.cpp-style GGUF of HF state dict `sd`. `raw` maps gguf names to pre-encoded
   (array, raw_dtype) written verbatim (hand-built K-quant blocks, bad tensors);
   `extra_tensors` adds gguf-named tensors the HF model does not have."""
   n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-  w = gguf.GGUFWriter(str(path), arch)
+  w = gguf.GGUFWriter(str(path), arch, endianess=endianess)
   w.add_block_count(cfg["num_hidden_layers"])
   w.add_context_length(cfg["max_position_embeddings"])
   w.add_embedding_length(cfg["hidden_size"])
@@ -300,6 +300,57 @@ def test_gguf_metadata_is_plain_python(tiny_gguf):
   assert meta["llama.attention.layer_norm_rms_epsilon"] == 1e-5  # float32 shown as 1e-05
   assert type(meta["llama.block_count"]) is int and type(meta["llama.rope.freq_base"]) is float
   assert gguf_io.read_gguf(tiny_gguf).metadata == meta
+
+
+def _reader_metadata(reader):
+  """gguf-py's GGUFReader fields as plain values: the reference for gguf_file.read."""
+  def scalar(part, vtype):
+    if vtype == gguf.GGUFValueType.STRING:
+      return bytes(part).decode("utf-8", errors="replace")
+    if vtype == gguf.GGUFValueType.FLOAT32:
+      return float(str(part[0]))
+    return part.tolist()[0]
+
+  def value(field):
+    if field.types[0] == gguf.GGUFValueType.ARRAY:
+      return [scalar(field.parts[i], field.types[-1]) for i in field.data]
+    return scalar(field.parts[field.data[0]], field.types[0])
+  return {k: value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+
+def _assert_parser_matches_gguf_reader(path):
+  from ai_jax.weights import gguf_file
+  got, want = gguf_file.read(path), gguf.GGUFReader(path)
+  assert got.metadata == _reader_metadata(want)
+  assert [t.name for t in got.tensors] == [t.name for t in want.tensors]
+  for mine, ref in zip(got.tensors, want.tensors):
+    assert (mine.tensor_type, mine.shape, mine.n_bytes, mine.data_offset) == (
+        ref.tensor_type, tuple(ref.shape.tolist()), ref.n_bytes, ref.data_offset), ref.name
+    assert mine.data.shape == ref.data.shape and mine.data.dtype == ref.data.dtype, ref.name
+    np.testing.assert_array_equal(mine.data, ref.data, err_msg=ref.name)
+
+
+@pytest.mark.parametrize("endianess", [gguf.GGUFEndian.LITTLE, gguf.GGUFEndian.BIG],
+                         ids=["little", "big"])
+def test_header_parser_matches_gguf_reader(tmp_path, tiny, endianess):
+  # Plain and quantised tensors, every scalar type, nested and bool arrays.
+  sd = _numpy_sd(tiny)
+  path = _write_gguf(tmp_path / "m.gguf", TINY, sd, Q.Q8_0, endianess=endianess,
+                     extra_kv={"general.name": "tiny \u00e9"})
+  _assert_parser_matches_gguf_reader(path)
+  w = gguf.GGUFWriter(str(tmp_path / "kv.gguf"), "llama", endianess=endianess)
+  for i, vtype in enumerate(gguf.GGUFValueType):
+    if vtype not in (gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING):
+      w.add_key_value(f"x.scalar{i}", 1 if vtype != gguf.GGUFValueType.FLOAT32 else 0.1, vtype)
+  w.add_array("x.bools", [True, False, True])
+  w.add_array("x.nested", [[1, 2], [3, 4]])
+  w.add_array("x.floats", [0.1, 1e-5, 3.0])
+  w.add_tensor("t.f16", np.arange(6, dtype=np.float16).reshape(2, 3))
+  w.write_header_to_file()
+  w.write_kv_data_to_file()
+  w.write_tensors_to_file()
+  w.close()
+  _assert_parser_matches_gguf_reader(tmp_path / "kv.gguf")
 
 
 # Max |error| allowed, as a fraction of max |w|. Half a step for most values, but the
