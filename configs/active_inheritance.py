@@ -144,7 +144,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.prompts.eval.limit = 4
     c.sample.sampling.k = 3
     c.sample.sampling.max_new_tokens = 12
-    c.sample.sampling.batch_size = 2   # three batches: a kill can land between them
     c.score.metrics = ("length_words", "length_tokens", "mtld", "flesch_reading_ease",
                        "toxicity_offline")
     c.eval.metrics = c.score.metrics

@@ -1,4 +1,4 @@
-"""The sample CLI end to end on the embedded model, and its bad-input errors."""
+"""The sample CLI end to end, and its bad-input errors."""
 
 import json
 import os
@@ -24,10 +24,13 @@ def _write(path, text):
 
 
 @requires_embedded
-def test_cli_smoke_writes_shards(tmp_path):
+def test_cli_smoke_writes_shards(tmp_path, tiny_student_dir):
+  # The command line's mechanics on the tiny random model with SmolLM2's tokenizer; the
+  # embedded model samples through the same stage in the suite's smoke experiment.
   env = subprocess_env()  # one CPU device, as a user's laptop
   cmd = [sys.executable, "-m", "ai_jax.sample", "--config", "configs/sample.py:smoke",
-         "--workdir", str(tmp_path), "--config.sampling.k=3", "--config.sampling.seed=7"]
+         "--workdir", str(tmp_path), "--config.sampling.k=3", "--config.sampling.seed=7",
+         f"--config.model.path={tiny_student_dir}"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "prompt/s" in proc.stderr or "s/prompt" in proc.stderr  # progress bar with a rate

@@ -115,11 +115,13 @@ def _kill_when(workdir, condition, what: str, *extra, timeout: float = 600) -> N
 def test_killed_during_sampling_and_training_resumes_to_the_same_summary(tmp_path,
                                                                         tiny_student_dir):
   # The mechanics of resume on the tiny random model with SmolLM2's tokenizer (the smoke
-  # run is the embedded model's end-to-end check): runs take seconds, and 24 training
-  # prompts in batches of one make sampling long enough for the kill to land inside it.
+  # run is the embedded model's end-to-end check, every evaluation mode included): runs
+  # take seconds, and 24 training prompts in batches of one make sampling long enough for
+  # the kill to land inside it. One evaluation mode: the kills land before evaluation.
   extra = (f"--config.teachers.smollm2_135m={tiny_student_dir}",
            f"--config.student.path={tiny_student_dir}", "--config.prompts.train.limit=24",
-           "--config.sample.sampling.batch_size=1")
+           "--config.sample.sampling.batch_size=1", "--config.eval.modes.sampled.enabled=False",
+           "--config.eval.modes.toxicity.enabled=False")
   clean_dir = tmp_path / "clean"
   _run_to_end(clean_dir, *extra)
   workdir = tmp_path / "run"

@@ -1,15 +1,16 @@
 """`import ai_jax`: the notebook calls, each docstring example run as written, in one
 namespace and in the order the module docstring gives (load, export, sample, score,
-select, config, train, experiment)."""
+select, config, train, experiment): tests/docstring_examples.py, in a fresh process."""
 
 import doctest
+import os
+import subprocess
+import sys
 
 import ai_jax
 from ai_jax import buckets
-from conftest import requires_embedded
-
-ORDER = ("load_model", "export_hf", "sample", "score", "select", "load_config", "train",
-         "run_experiment")
+from conftest import REPO, requires_embedded, subprocess_env
+from docstring_examples import ORDER
 
 
 def test_public_names_are_the_functions():
@@ -27,13 +28,9 @@ def test_bucket_rule_example():
 
 @requires_embedded
 def test_docstring_examples_run(tmp_path, smoke_experiment):
-  globs = {"ai_jax": ai_jax, "tmp": str(tmp_path), "smoke_run": str(smoke_experiment)}
-  parser = doctest.DocTestParser()
-  runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  for name in ORDER:
-    doc = getattr(ai_jax, name).__doc__
-    test = parser.get_doctest(doc, globs, f"ai_jax.{name}", ai_jax.__file__, 0)
-    test.globs = globs  # one namespace (DocTest copies it): `model` carries to the next call
-    assert test.examples, f"ai_jax.{name} has no docstring example"
-    runner.run(test, clear_globs=False)
-  assert runner.failures == 0, f"{runner.failures} docstring examples failed (output above)"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tests", "docstring_examples.py"), str(tmp_path),
+       str(smoke_experiment)], cwd=REPO, env=subprocess_env(), capture_output=True,
+      text=True, timeout=900)
+  assert proc.returncode == 0, (proc.stdout[-6000:] + proc.stderr[-2000:])
+  assert proc.stdout.rstrip().endswith(" examples, 0 failed"), proc.stdout[-2000:]

@@ -102,34 +102,41 @@ def stage_train(plan_: Plan) -> dict:
   <shared>/students/<key digest>, so arms with equal training sets (k=1 makes every
   selection the first sample) and sweep cells share a student. DIR/arms.json maps each arm
   to its student."""
+  from ai_jax import loading
   from ai_jax.training import trainer
   arms = {"base": {"student": "base", "export": _student(plan_)}}
-  for arm in plan_.trained_arms:
-    data_path = plan_.dirs.selection.train_set(arm)
-    c = _train_config(plan_, data_path)
-    # The student as configured, not where its converted copy lies (another run's or
-    # host's folder): equal keys are the same training, wherever it ran.
-    key = json.loads(json.dumps(
-        {"data_sha256": _digest(data_path),
-         "train": {**c.to_dict(), "data": {**c.data.to_dict(), "path": ""},
-                   "model": {**c.model.to_dict(), "path": plan_.config.student.path}}}))
-    student = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = plan_.dirs.trained_student(student)
-    marker = read_json(folder.finished_marker, None)
-    if marker is None:
-      summary = trainer.run(c, folder.root)
-      if not summary["finished"]:
-        raise RuntimeError(f"training arm {arm!r} stopped at step {summary['stopped_at_step']}"
-                           f" of {summary['steps']}; rerun to resume")
-      marker = {"student": student, "first_arm": arm, "key": key, "export": summary["export"],
-                "summary": {k: summary[k] for k in ("steps", "final_loss", "first_loss",
-                                                      "data", "batches_per_epoch")}}
-      write_json_atomic(folder.finished_marker, marker)
-      if not plan_.stages.keep_checkpoints:  # the export is the product; checkpoints are GBs
-        shutil.rmtree(folder.checkpoints, ignore_errors=True)
-    arms[arm] = {"student": student, "export": marker["export"], "train": marker["summary"]}
+  with loading.reuse_models():  # the arms start from one student: read and convert it once
+    for arm in plan_.trained_arms:
+      _train_arm(plan_, trainer, arm, arms)
   write_json_atomic(plan_.dirs.arms, arms)
   return arms
+
+
+def _train_arm(plan_: Plan, trainer, arm: str, arms: dict) -> None:
+  """Trains (or finds trained) the student of one arm; records it in `arms`."""
+  data_path = plan_.dirs.selection.train_set(arm)
+  c = _train_config(plan_, data_path)
+  # The student as configured, not where its converted copy lies (another run's or
+  # host's folder): equal keys are the same training, wherever it ran.
+  key = json.loads(json.dumps(
+      {"data_sha256": _digest(data_path),
+       "train": {**c.to_dict(), "data": {**c.data.to_dict(), "path": ""},
+                 "model": {**c.model.to_dict(), "path": plan_.config.student.path}}}))
+  student = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+  folder = plan_.dirs.trained_student(student)
+  marker = read_json(folder.finished_marker, None)
+  if marker is None:
+    summary = trainer.run(c, folder.root)
+    if not summary["finished"]:
+      raise RuntimeError(f"training arm {arm!r} stopped at step {summary['stopped_at_step']}"
+                         f" of {summary['steps']}; rerun to resume")
+    marker = {"student": student, "first_arm": arm, "key": key, "export": summary["export"],
+              "summary": {k: summary[k] for k in ("steps", "final_loss", "first_loss",
+                                                    "data", "batches_per_epoch")}}
+    write_json_atomic(folder.finished_marker, marker)
+    if not plan_.stages.keep_checkpoints:  # the export is the product; checkpoints are GBs
+      shutil.rmtree(folder.checkpoints, ignore_errors=True)
+  arms[arm] = {"student": student, "export": marker["export"], "train": marker["summary"]}
 
 
 def arm_students(plan_: Plan) -> dict[str, dict]:
