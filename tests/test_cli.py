@@ -111,13 +111,14 @@ def test_missing_embedded_model_names_install_command(monkeypatch):
 
 
 @requires_embedded
-def test_over_long_prompt_is_named(tmp_path):
+def test_over_long_prompt_is_named(tmp_path, tiny_student_dir):
   long_file = _write(tmp_path / "long.jsonl", json.dumps(
-      {"prompt_id": "huge", "prompt": "word " * 9000}) + "\n")
+      {"prompt_id": "huge", "prompt": "word " * 300}) + "\n")
   config = sample_config.get_config("smoke")
   config.prompts.path = long_file
+  config.model.path = tiny_student_dir  # a 256-token context (SmolLM2's is 8192)
   from ai_jax.sampling.sampler import PromptTooLongError
-  with pytest.raises(PromptTooLongError, match="'huge'.*8192"):
+  with pytest.raises(PromptTooLongError, match="'huge'.*256"):
     sample_cli.run(config, str(tmp_path / "w"))
 
 
