@@ -100,6 +100,8 @@ def subprocess_env(num_devices: int = 1) -> dict:
   devices = f" --xla_force_host_platform_device_count={num_devices}" if num_devices > 1 else ""
   return {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
           "XLA_FLAGS": TEST_XLA_FLAGS + devices}
+
+
 # The session's one smoke run: started by the first process whose tests read it (a lock
 # folder decides), in the background; "rc" appears when it has ended.
 _SMOKE_DIR = os.path.join(_SESSION_DIR, "smoke")

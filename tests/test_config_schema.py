@@ -17,7 +17,7 @@ from ai_jax.stages import sample as sample_stage
 from ai_jax.stages import score as score_stage
 from ai_jax.stages import select as select_stage
 from ai_jax.training import trainer
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 from configs import active_inheritance as ai_config
 from configs import sample as sample_config
 from configs import score as score_config
@@ -174,7 +174,7 @@ def test_unknown_override_is_one_line_naming_the_keys():
 ])
 def test_cli_refuses_bad_override_in_one_line(argv, expected, tmp_path):
   proc = subprocess.run([sys.executable, *argv, "--workdir", str(tmp_path)], cwd=REPO,
-                        env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
+                        env=subprocess_env(), capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode != 0
   assert expected in proc.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from ai_jax.stages import score as score_cli
 from configs import score as score_config
-from conftest import requires_embedded
+from conftest import requires_embedded, subprocess_env
 from metrics_corpus import varied_texts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def test_cli_writes_aligned_score_shards(tmp_path):
   run = _make_run(tmp_path / "run")
   proc = subprocess.run(
       [sys.executable, "-m", "ai_jax.score", "--config", "configs/score.py:smoke",
-       "--workdir", str(run)], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+       "--workdir", str(run)], cwd=REPO, env=subprocess_env(),
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "scoring" in proc.stderr and "score/s" in proc.stderr  # progress bar

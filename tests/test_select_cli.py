@@ -12,6 +12,7 @@ from ai_jax.stages import select as select_cli
 from ai_jax.store.records import RecordStore
 from configs import score as score_config
 from configs import select as select_config
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = [{"prompt_id": f"q{i}", "prompt": f"Question number {i}?"} for i in range(6)]
@@ -45,7 +46,7 @@ def test_select_writes_each_arm_with_provenance(tmp_path):
   run = _make_run(tmp_path / "run")
   proc = subprocess.run(
       [sys.executable, "-m", "ai_jax.select", "--config", "configs/select.py:smoke",
-       "--workdir", str(run)], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+       "--workdir", str(run)], cwd=REPO, env=subprocess_env(),
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads(proc.stdout)

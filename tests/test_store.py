@@ -13,6 +13,7 @@ import pytest
 
 from ai_jax.store import fingerprint
 from ai_jax.store.records import CorruptRecordFile, RecordStore, iter_records
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,7 +122,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
   script.write_text(_WRITER)
   folder = tmp_path / "store"
   n = 3000
-  env = {**os.environ, "PYTHONPATH": REPO}
+  env = subprocess_env()
   rng = random.Random(0)
   kills, partial = 0, 0
   for attempt in range(60):

@@ -103,17 +103,17 @@ def stage_train(plan_: Plan) -> dict:
   selection the first sample) and sweep cells share a student. DIR/arms.json maps each arm
   to its student."""
   from ai_jax import loading
-  from ai_jax.training import trainer
   arms = {"base": {"student": "base", "export": _student(plan_)}}
   with loading.reuse_models():  # the arms start from one student: read and convert it once
     for arm in plan_.trained_arms:
-      _train_arm(plan_, trainer, arm, arms)
+      arms[arm] = _train_arm(plan_, arm)
   write_json_atomic(plan_.dirs.arms, arms)
   return arms
 
 
-def _train_arm(plan_: Plan, trainer, arm: str, arms: dict) -> None:
-  """Trains (or finds trained) the student of one arm; records it in `arms`."""
+def _train_arm(plan_: Plan, arm: str) -> dict:
+  """Trains (or finds trained) the student of one arm: {"student", "export", "train"}."""
+  from ai_jax.training import trainer
   data_path = plan_.dirs.selection.train_set(arm)
   c = _train_config(plan_, data_path)
   # The student as configured, not where its converted copy lies (another run's or
@@ -136,7 +136,7 @@ def _train_arm(plan_: Plan, trainer, arm: str, arms: dict) -> None:
     write_json_atomic(folder.finished_marker, marker)
     if not plan_.stages.keep_checkpoints:  # the export is the product; checkpoints are GBs
       shutil.rmtree(folder.checkpoints, ignore_errors=True)
-  arms[arm] = {"student": student, "export": marker["export"], "train": marker["summary"]}
+  return {"student": student, "export": marker["export"], "train": marker["summary"]}
 
 
 def arm_students(plan_: Plan) -> dict[str, dict]:
