@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import pytest
 from ai_jax import loading
 from ai_jax.buckets import bucket_length
 from ai_jax.models import llama
+from ai_jax.run import layout
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.training import checkpoint, data as data_lib, step as step_lib, trainer
 from configs import train as train_config
@@ -213,8 +215,13 @@ def test_resume_after_a_stop_equals_a_straight_run(student_dir, tmp_path):
   first = trainer.run(_config(student_dir, data, steps=6, stop_after_steps=3),
                       str(tmp_path / "resumed"))
   assert not first["finished"] and first["export"] is None
-  second = trainer.run(_config(student_dir, data, steps=6), str(tmp_path / "resumed"))
+  # Without the final save (the experiment's way when it deletes checkpoints): the same
+  # export, and no checkpoint of the last step on disk.
+  second = trainer.run(_config(student_dir, data, steps=6), str(tmp_path / "resumed"),
+                       final_checkpoint=False)
   assert second["resumed_from_step"] == 3 and second["finished"]
+  saved = lambda run: sorted(os.listdir(layout.TrainDir(str(tmp_path / run)).checkpoints))  # noqa: E731
+  assert "6" in saved("straight") and "3" in saved("resumed") and "6" not in saved("resumed")
   a = [json.loads(line) for line in open(tmp_path / "straight" / "train_metrics.jsonl")]
   b = [json.loads(line) for line in open(tmp_path / "resumed" / "train_metrics.jsonl")]
   assert [r["batch_digest"] for r in a] == [r["batch_digest"] for r in b]  # same data order

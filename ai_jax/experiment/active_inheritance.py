@@ -126,7 +126,8 @@ def _train_arm(plan_: Plan, arm: str) -> dict:
   folder = plan_.dirs.trained_student(student)
   marker = read_json(folder.finished_marker, None)
   if marker is None:
-    summary = trainer.run(c, folder.root)
+    keep = plan_.stages.keep_checkpoints
+    summary = trainer.run(c, folder.root, final_checkpoint=keep)
     if not summary["finished"]:
       raise RuntimeError(f"training arm {arm!r} stopped at step {summary['stopped_at_step']}"
                          f" of {summary['steps']}; rerun to resume")
@@ -134,7 +135,7 @@ def _train_arm(plan_: Plan, arm: str) -> dict:
               "summary": {k: summary[k] for k in ("steps", "final_loss", "first_loss",
                                                     "data", "batches_per_epoch")}}
     write_json_atomic(folder.finished_marker, marker)
-    if not plan_.stages.keep_checkpoints:  # the export is the product; checkpoints are GBs
+    if not keep:  # the export is the product; checkpoints are GBs
       shutil.rmtree(folder.checkpoints, ignore_errors=True)
   return {"student": student, "export": marker["export"], "train": marker["summary"]}
 

@@ -140,7 +140,15 @@ def _shared_step(model_config, optim, lora_config, accum: int, mesh, build):
   return _STEPS[key]
 
 
-def run(config, workdir: str, overwrite: bool = False) -> dict:
+def run(config, workdir: str, overwrite: bool = False, final_checkpoint: bool = True) -> dict:
+  """Trains (or resumes) one student in `workdir`; returns train_summary.json's contents.
+
+  final_checkpoint=False skips the save after the last step, for a caller that keeps only
+  the export and deletes the checkpoints (the experiment without keep_checkpoints): that
+  save is the run's largest write (params and both Adam moments), deleted right after. A
+  crash before the export then resumes from the last periodic checkpoint, to the same
+  result.
+  """
   from tqdm import tqdm
 
   from ai_jax import loading
@@ -237,7 +245,11 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
       bar.update(1)
       bar.set_postfix(loss=f"{record['loss']:.4f}")
       done = step + 1
-      if done % s.checkpoint_every_steps == 0 or done in (total_steps, end):
+      if done == total_steps:
+        save = final_checkpoint
+      else:  # periodic, or where stop_after_steps ends this process
+        save = done % s.checkpoint_every_steps == 0 or done == end
+      if save:
         checkpoint.save(mngr, done, state, iterator.state(), compat)
   log.close()
   records = log.records()

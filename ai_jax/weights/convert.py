@@ -32,7 +32,7 @@ def hf_to_params(state_dict: dict, config: LlamaConfig, dtype=np.float32) -> dic
 
   def per_layer(suffix, shape, transform):
     return np.stack([transform(_take(state_dict, _LAYER.format(i=i) + suffix, shape))
-                     for i in range(config.num_layers)]).astype(dtype)
+                     for i in range(config.num_layers)]).astype(dtype, copy=False)
 
   params = {
       "embed": _take(state_dict, "model.embed_tokens.weight", (V, D)).astype(dtype),
