@@ -67,7 +67,6 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples J continuations of each of B left-padded prompts; returns arrays per row."""
   model = llama.Llama(config)
-  params = llama.unstack_layers(params)
   B, T = tokens_BT.shape
   J, A = spec.num_samples, spec.max_new_tokens
   R = B * J
@@ -80,8 +79,11 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
   shared_prefix = J > 1
   cache = _constrain(llama.init_cache(config, B, T if shared_prefix else T + A), cache_axes,
                      mesh)
+  # The prefill reads the stacked params (the model scans its layers); the decode steps
+  # read per-layer ones, split once here so that no step slices the weights.
   logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
                                   cache=cache, write_index=0, last_only=True)
+  params = llama.unstack_layers(params)
   # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
   first_slot = 0 if shared_prefix else T
   if shared_prefix:
