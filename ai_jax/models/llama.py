@@ -409,7 +409,6 @@ class Llama(nn.Module):
     scan = functools.partial(
         nn.scan, variable_axes={"params": 0}, split_rngs={"params": True},
         length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
-    layers = None if self.is_initializing() else self.variables["params"]["layers"]
     new_cache = None
     if cache is None or self.is_initializing():
       blocks = scan(_ScanBlock, in_axes=(nn.broadcast,) * 3)(cfg, name="layers")
@@ -418,10 +417,11 @@ class Llama(nn.Module):
       key_mask_BS = jax.lax.dynamic_update_slice_in_dim(
           cache["mask_BS"], input_mask_BT, write_index, axis=1)
       query_slots_T = write_index + jnp.arange(T)
+      layers = self.variables["params"]["layers"]
       if T > 1 and not isinstance(layers, tuple) and "prefix_k_PKHX" not in cache:
         # A prefill (once per batch) runs the layers as a scan over the stacked params and
         # caches, as training does: unrolled, it was a third of a decode program's compile
-        # time (SmolLM2 at -O0: 13.9 s -> 9.0 s per program) for no speed.
+        # time (SmolLM2 at -O0, k=1: 12.5 s -> 8.4 s) for no speed (benchmarks/RESULTS.md).
         blocks = scan(_ScanCacheBlock, in_axes=(0, 0) + (nn.broadcast,) * 4)(cfg, name="layers")
         x_BTD, (k_LBKHS, v_LBKSH) = blocks(
             x_BTD, jnp.stack(cache["k_BKHS"]), jnp.stack(cache["v_BKSH"]), positions_BT,
