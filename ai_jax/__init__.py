@@ -146,10 +146,12 @@ def train(config, workdir: str, examples: Sequence[Mapping] | None = None) -> di
   """Fine-tunes config.model.path on a training set (configs/train.py's keys); returns the
   run's summary (the student is in summary["export"]). examples: rows {"prompt",
   "completion"} used instead of config.data.path (written to the run folder first).
-  Rerunning resumes from the newest checkpoint.
+  Rerunning resumes from the newest checkpoint. Here one step of rank-8 LoRA adapters
+  (merged into the exported student; "lora.rank": 0 fine-tunes every weight):
 
   >>> config = ai_jax.load_config("configs/train.py:smoke", {
-  ...     "model.path": out, "train.steps": 1, "train.batch_size": 1, "mesh_shape": (1, 1)})
+  ...     "model.path": out, "train.steps": 1, "train.batch_size": 1, "mesh_shape": (1, 1),
+  ...     "lora.rank": 8})
   >>> summary = ai_jax.train(config, f"{tmp}/student",
   ...                        examples=[{"prompt": "Name a colour.", "completion": "Blue."}])
   >>> summary["steps"], summary["finished"]

