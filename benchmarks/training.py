@@ -137,7 +137,7 @@ def run_ai_jax(args, workdir: str) -> dict:
   import jax
   import jax.numpy as jnp
 
-  from ai_jax.models import llama
+  from ai_jax import models
   from ai_jax.training import step as step_lib
   from ai_jax.weights import convert
   from ai_jax.weights.safetensors_io import read_hf_checkpoint
@@ -147,7 +147,7 @@ def run_ai_jax(args, workdir: str) -> dict:
       lambda name, secs, **_: compile_s.append(secs) if name.startswith("/jax/core/compile/")
       else None)
   hf_config, state_dict = read_hf_checkpoint(os.path.join(workdir, "hf"))
-  config = llama.LlamaConfig.from_hf_config(hf_config, dtype=args.dtype)
+  config = models.config_from_hf(hf_config, dtype=args.dtype)
   params = jax.device_put(convert.hf_to_params(state_dict, config, dtype=np.float32))
   del state_dict
   batch = {k: jnp.asarray(v) for k, v in np.load(os.path.join(workdir, "batch.npz")).items()}
@@ -289,7 +289,7 @@ def prepare(args, workdir: str) -> str:
   import jax
 
   from ai_jax.loading import export_hf, load_model
-  from ai_jax.models import llama
+  from ai_jax import models
 
   if args.random_config == "none":
     model = load_model(mesh_shape=None)
@@ -299,9 +299,9 @@ def prepare(args, workdir: str) -> str:
     from ai_jax.weights.convert import params_to_hf
     from ai_jax.weights.safetensors_io import write_hf_checkpoint
     from benchmarks.sampling import LLAMA_1B
-    config = llama.LlamaConfig(**LLAMA_1B)
-    params = jax.device_get(llama.init_params(config, seed=0))
-    write_hf_checkpoint(os.path.join(workdir, "hf"), config.to_hf_config(),
+    config = models.ModelConfig(**LLAMA_1B)
+    params = jax.device_get(models.init_params(config, seed=0))
+    write_hf_checkpoint(os.path.join(workdir, "hf"), models.to_hf_config(config),
                         params_to_hf(params, config), overwrite=True)
     source = "random Llama-3.2-1B-like config"
   B, T = args.batch, args.seq_len

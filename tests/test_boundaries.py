@@ -67,3 +67,16 @@ def test_no_import_cycle_inside_ai_jax():
     if name not in state:
       visit(name, [name])
   assert not cycles, cycles
+
+
+def test_only_models_and_weights_import_a_model_family():
+  """Loader, sampler, trainer, LoRA, sharding, export, experiments and benchmarks go through
+  the model interface (`ai_jax.models`), never a family's module."""
+  families = {f"ai_jax.models.{name}" for name in ("llama", "qwen2", "gemma3")}
+  assert families <= set(_modules("ai_jax")), "a family module was renamed: update this test"
+  modules = {**_modules("ai_jax"), **_modules("experiments"), **_modules("configs"),
+             **_modules("benchmarks")}
+  offenders = [f"{name} imports {m}" for name, path in modules.items()
+               if not name.startswith(("ai_jax.models", "ai_jax.weights"))
+               for m in sorted(_imports(path, families))]
+  assert not offenders, offenders

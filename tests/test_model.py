@@ -25,7 +25,7 @@ import torch
 import transformers
 
 from ai_jax import loading
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.sampling import decode
 from ai_jax.weights import convert, safetensors_io
 from conftest import requires_embedded
@@ -45,8 +45,8 @@ def _forward(params, tokens_BT, *, config):
 def _apply(params, tokens_BT, positions_BT, mask_BT, cache, write_index, *, config,
            last_only=False):
   """One Llama call; with `cache=None` the plain (masked, causal) forward."""
-  return llama.Llama(config).apply({"params": params}, tokens_BT, positions_BT, mask_BT,
-                                   cache=cache, write_index=write_index, last_only=last_only)
+  return models.apply(params, tokens_BT, positions_BT, mask_BT, cache, write_index,
+                      config=config, last_only=last_only)
 
 
 def _incremental_logits(params, config, tokens, prefill_len, max_len=None):
@@ -54,7 +54,7 @@ def _incremental_logits(params, config, tokens, prefill_len, max_len=None):
   the rest one token at a time (write_index = t, position t)."""
   T = len(tokens)
   tokens_1T = jnp.asarray([tokens], jnp.int32)
-  cache = llama.init_cache(config, 1, max_len or T)
+  cache = models.init_cache(config, 1, max_len or T)
   out, cache = _apply(params, tokens_1T[:, :prefill_len],
                       jnp.arange(prefill_len, dtype=jnp.int32)[None],
                       jnp.ones((1, prefill_len), bool), cache, jnp.int32(0), config=config)
@@ -133,7 +133,7 @@ def _legacy_config_json(directory):
 
 def _load_ai_jax(directory):
   hf_config, state_dict = safetensors_io.read_hf_checkpoint(directory)
-  config = llama.LlamaConfig.from_hf_config(hf_config)
+  config = models.config_from_hf(hf_config)
   return config, jax.tree.map(jnp.asarray, convert.hf_to_params(state_dict, config))
 
 
@@ -174,11 +174,11 @@ def test_tiny_hf_roundtrip(tmp_path, variant):
   print(f"\n{variant}: max |ai_jax - torch| logit diff {diff:.3e}")
   assert diff <= TINY_TOL, f"{variant}: max |ai_jax - torch| logit diff {diff:.3g}"
   # The config survives our own round trip too.
-  assert llama.LlamaConfig.from_hf_config(config.to_hf_config()) == config
+  assert models.config_from_hf(models.to_hf_config(config)) == config
 
   # ai_jax -> HF checkpoint: transformers loads the very same weights and config.
   safetensors_io.write_hf_checkpoint(
-      tmp_path / "out", config.to_hf_config(),
+      tmp_path / "out", models.to_hf_config(config),
       convert.params_to_hf(jax.device_get(params), config))
   loaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "out",
                                                           dtype=torch.float32).eval()
@@ -217,7 +217,7 @@ def test_tiny_left_padded_batch_matches_each_prompt_alone(tiny):
   B = len(prompts)
 
   # Cache path: prefill the padded batch, then one more token per row.
-  cache = llama.init_cache(config, B, T + 1)
+  cache = models.init_cache(config, B, T + 1)
   last, cache = _apply(params, jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(mask),
                        cache, jnp.int32(0), config=config, last_only=True)
   step, _ = _apply(params, jnp.asarray(next_tokens, jnp.int32)[:, None],
@@ -266,7 +266,7 @@ _BASE_HF = dict(model_type="llama", vocab_size=128, hidden_size=64, intermediate
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(model_type="gpt2"), r"model_type='gpt2'"),
-    (dict(model_type="qwen2"), r"model_type='qwen2'"),
+    (dict(model_type="gemma2"), r"model_type='gemma2'"),
     (dict(attention_bias=True), r"attention_bias"),
     (dict(mlp_bias=True), r"mlp_bias"),
     (dict(hidden_act="gelu"), r"hidden_act='gelu'"),
@@ -275,15 +275,15 @@ _BASE_HF = dict(model_type="llama", vocab_size=128, hidden_size=64, intermediate
     # transformers >= 5 writes the scaling into rope_parameters (no rope_scaling key).
     (dict(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}),
      r"'yarn' is not supported"),
-], ids=["gpt2", "qwen2", "attention_bias", "mlp_bias", "gelu", "yarn", "dynamic",
+], ids=["gpt2", "gemma2", "attention_bias", "mlp_bias", "gelu", "yarn", "dynamic",
         "yarn_rope_parameters"])
 def test_from_hf_config_errors(overrides, message):
   with pytest.raises(ValueError, match=message):
-    llama.LlamaConfig.from_hf_config({**_BASE_HF, **overrides})
+    models.config_from_hf({**_BASE_HF, **overrides})
 
 
 def test_from_hf_config_accepts_plain_llama():
-  cfg = llama.LlamaConfig.from_hf_config(
+  cfg = models.config_from_hf(
       {**_BASE_HF, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5},
        "eos_token_id": [2, 7]})
   assert (cfg.rope_theta, cfg.rope_scaling_type, cfg.head_dim, cfg.eos_token_id) == (

@@ -11,7 +11,7 @@ import pytest
 
 from ai_jax import loading
 from ai_jax.buckets import bucket_length
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.run import layout
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.training import checkpoint, data as data_lib, step as step_lib, trainer
@@ -181,7 +181,7 @@ def test_sharded_steps_match_one_device(tiny_params, mesh_shape):
       state, shardings = init(_fresh(tiny_params)), None
     else:
       shape = jax.eval_shape(init, tiny_params)
-      shardings = step_lib.state_shardings(shape, llama.logical_axes(TINY), {}, mesh,
+      shardings = step_lib.state_shardings(shape, models.logical_axes(TINY), {}, mesh,
                                            mesh_lib.TRAINING_RULES, optimizer)
       state = jax.jit(init, out_shardings=shardings)(tiny_params)
     fn = step_lib.jit_train_step(TINY, optimizer, step_lib.identity_merge, 1, shardings, mesh)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.training import data, lora, step
 from conftest import TINY
@@ -20,7 +20,7 @@ ALL_TARGETS = tuple(lora.TARGETS)
 
 @pytest.fixture(scope="module")
 def base():
-  return llama.init_params(TINY, seed=0)
+  return models.init_params(TINY, seed=0)
 
 
 def _leaves_with_paths(tree):
@@ -194,7 +194,7 @@ def test_targets_list_becomes_tuple():
 def test_adapter_axes_shard_on_a_2x4_mesh(base):
   cfg = lora.LoraConfig(rank=4, targets=ALL_TARGETS)
   adapters = lora.init_adapters(base, cfg)
-  base_axes = llama.logical_axes(TINY)
+  base_axes = models.logical_axes(TINY)
   axes = lora.adapter_axes(adapters, base_axes)
   is_axes = lambda x: isinstance(x, tuple) and all(isinstance(a, (str, type(None)))
                                                    for a in x)

@@ -22,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ai_jax.models import llama  # noqa: E402
+from ai_jax import models  # noqa: E402
 from ai_jax.training import step as step_lib  # noqa: E402
 from ai_jax.training.data import Example, make_batch  # noqa: E402
 from ai_jax.weights import convert  # noqa: E402
@@ -47,7 +47,7 @@ def _random_params(config, seed=0):
   """init_params with matrices scaled up and norm scales away from 1: at the default
   0.02 init the logits are nearly uniform and norm gradients nearly symmetric, which would
   let layout or masking mistakes hide inside the tolerance."""
-  params = llama.init_params(config, seed=seed)
+  params = models.init_params(config, seed=seed)
   rng = np.random.default_rng(seed)
 
   def perturb(path, x):
@@ -73,7 +73,7 @@ def _batch(config):
 
 def _torch_model(params, config, tmp_path):
   path = tmp_path / "hf"
-  write_hf_checkpoint(path, config.to_hf_config(), convert.params_to_hf(params, config),
+  write_hf_checkpoint(path, models.to_hf_config(config), convert.params_to_hf(params, config),
                       overwrite=True)
   model = transformers.LlamaForCausalLM.from_pretrained(
       str(path), dtype=torch.float32, attn_implementation="eager")

@@ -202,10 +202,13 @@ def _encode(w, qtype):
 
 
 def _write_gguf(path, cfg, sd, qtype=Q.F32, arch="llama", raw=None, extra_kv=None,
-                extra_tensors=None, endianess=gguf.GGUFEndian.LITTLE):
+                extra_tensors=None, endianess=gguf.GGUFEndian.LITTLE, permute=True,
+                names=None, norm_offset=0.0):
   """A llama.cpp-style GGUF of HF state dict `sd`. `raw` maps gguf names to pre-encoded
   (array, raw_dtype) written verbatim (hand-built K-quant blocks, bad tensors);
-  `extra_tensors` adds gguf-named tensors the HF model does not have."""
+  `extra_tensors` adds gguf-named tensors the HF model does not have. `permute` (llama
+  only), `names` (HF -> GGUF names) and `norm_offset` (gemma's 1 + w) follow llama.cpp's
+  converter for other architectures."""
   n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
   w = gguf.GGUFWriter(str(path), arch, endianess=endianess)
   w.add_block_count(cfg["num_hidden_layers"])
@@ -227,11 +230,13 @@ def _write_gguf(path, cfg, sd, qtype=Q.F32, arch="llama", raw=None, extra_kv=Non
   for key, value in (extra_kv or {}).items():
     (w.add_string if isinstance(value, str) else w.add_float32)(key, value)
   for name, t in sd.items():
-    if name.endswith(("q_proj.weight", "q_proj.bias")):
+    if permute and name.endswith(("q_proj.weight", "q_proj.bias")):
       t = permute_qk(t, n_head)
-    elif name.endswith(("k_proj.weight", "k_proj.bias")):
+    elif permute and name.endswith(("k_proj.weight", "k_proj.bias")):
       t = permute_qk(t, n_kv)
-    gname = _gguf_name(name)
+    if name.endswith("norm.weight"):
+      t = t + np.float32(norm_offset)
+    gname = (names or _gguf_name)(name)
     arr, raw_dtype = (raw or {}).get(gname) or _encode(t, qtype)
     w.add_tensor(gname, arr, raw_dtype=raw_dtype)
   for gname, arr in (extra_tensors or {}).items():
@@ -445,8 +450,8 @@ def test_gguf_bad_files(tmp_path, tiny_gguf):
 
 def test_gguf_unsupported_contents(tmp_path, tiny):
   sd = _numpy_sd(tiny)
-  with pytest.raises(WeightsError, match="'qwen2' is not supported"):
-    gguf_io.read_gguf(_write_gguf(tmp_path / "qwen.gguf", TINY, sd, arch="qwen2"))
+  with pytest.raises(WeightsError, match="'falcon' is not supported; supported: gemma3, llama"):
+    gguf_io.read_gguf(_write_gguf(tmp_path / "falcon.gguf", TINY, sd, arch="falcon"))
   with pytest.raises(WeightsError, match="yarn"):
     gguf_io.read_gguf(_write_gguf(tmp_path / "yarn.gguf", TINY, sd,
                                   extra_kv={"llama.rope.scaling.type": "yarn"}))
@@ -518,3 +523,69 @@ def test_embedded_smollm2_gguf():
                      else v for k, v in got.state_dict.items()}
   good, bad = loss(got.state_dict), loss(llama_cpp_order)
   assert good < 1.6 and bad > good + 0.7, (good, bad)  # measured: 1.32 vs 2.41
+
+
+def test_gguf_qwen2_keeps_biases_and_rows(tmp_path):
+  """A `qwen2` GGUF (llama.cpp's converter keeps q/k rows and biases as HF has them) loads
+  into ai_jax with the logits of the transformers model it was written from."""
+  from ai_jax import models
+  from ai_jax.sampling import decode
+  from ai_jax.weights import convert
+  torch.manual_seed(5)
+  model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+      **TINY, tie_word_embeddings=False, initializer_range=0.1)).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if p.ndim == 1:
+        p.copy_(torch.randn_like(p) * 0.1 + (1.0 if "norm" in name else 0.0))
+  sd = _numpy_sd(model)
+  assert "model.layers.0.self_attn.q_proj.bias" in sd
+  path = _write_gguf(tmp_path / "qwen2.gguf", TINY, sd, arch="qwen2", permute=False)
+  got = gguf_io.read_gguf(path)
+  _assert_sd_equal(got.state_dict, sd)
+  assert got.hf_config["model_type"] == "qwen2"
+  config = models.config_from_hf(got.hf_config)  # (the file's toy vocabulary builds no
+  assert config.family == "qwen2" and config.qkv_bias  # tokenizer, so no load_model)
+  params = convert.hf_to_params(got.state_dict, config)
+  ids = np.asarray([[3, 17, 99, 5, 64, 1, 120, 7]], np.int32)
+  ours = np.asarray(decode.forward_logits(params, ids, config=config))
+  assert float(np.max(np.abs(ours - _logits(model)))) <= 1e-4
+
+
+def test_gguf_gemma3_names_and_norm_offset(tmp_path):
+  """A `gemma3` GGUF: its own block names, norms stored as 1 + w (read back as w)."""
+  torch.manual_seed(6)
+  # query_pre_attn_scalar = head_dim: what llama.cpp assumes (GGUF has no key for it).
+  cfg = dict(TINY, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+             initializer_range=0.1)
+  model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**cfg)).eval()
+  with torch.no_grad():
+    for _, p in model.named_parameters():
+      if p.ndim == 1:
+        p.copy_(torch.randn_like(p) * 0.1)
+  sd = _numpy_sd(model)
+  block = {**_BLOCK, "post_attention_layernorm": "post_attention_norm",
+           "pre_feedforward_layernorm": "ffn_norm",
+           "post_feedforward_layernorm": "post_ffw_norm", "self_attn.q_norm": "attn_q_norm",
+           "self_attn.k_norm": "attn_k_norm"}
+
+  def names(hf_name):
+    if hf_name in _TO_GGUF:
+      return _TO_GGUF[hf_name]
+    _, _, i, *mid, kind = hf_name.split(".")
+    return f"blk.{i}.{block['.'.join(mid)]}.{kind}"
+
+  path = _write_gguf(tmp_path / "gemma3.gguf", TINY, sd, arch="gemma3", permute=False,
+                     names=names, norm_offset=1.0,
+                     extra_kv={"gemma3.attention.sliding_window": 8})
+  got = gguf_io.read_gguf(path)
+  assert got.hf_config["model_type"] == "gemma3_text"
+  assert sorted(got.state_dict) == sorted(sd)
+  for name, w in sd.items():  # norms pass through +1 then -1 in float32: within an ulp
+    np.testing.assert_allclose(got.state_dict[name], w, rtol=0, atol=1e-6, err_msg=name)
+  rebuilt = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(
+      **{k: v for k, v in got.hf_config.items() if k != "torch_dtype"})).eval()
+  rebuilt.load_state_dict({k: torch.from_numpy(v) for k, v in got.state_dict.items()},
+                          strict=False)
+  rebuilt.tie_weights()
+  np.testing.assert_allclose(_logits(rebuilt), _logits(model), rtol=0, atol=1e-4)

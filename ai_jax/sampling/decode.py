@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.sharding import mesh as mesh_lib
 
 
@@ -34,7 +34,7 @@ class DecodeSpec:
 class DecodeState:
   step: jax.Array               # scalar int32
   logits_RV: jax.Array          # next-token logits per row
-  cache: dict[str, jax.Array]
+  cache: models.KVCache
   tokens_RA: jax.Array
   num_tokens_R: jax.Array       # generated tokens, not counting a stop token
   stopped_R: jax.Array          # row emitted a stop token
@@ -55,45 +55,40 @@ def row_keys(seed, prompt_hash_B, num_samples: int, first_sample=0):
   return per_row.reshape(-1, per_row.shape[-1])
 
 
-def _constrain(tree, axes_tree, mesh: Mesh | None):
+def _constrain(cache: models.KVCache, mesh: Mesh | None) -> models.KVCache:
   if mesh is None:
-    return tree
+    return cache
   return jax.lax.with_sharding_constraint(
-      tree, mesh_lib.tree_shardings(axes_tree, tree, mesh))
+      cache, mesh_lib.tree_shardings(cache.logical_axes(), cache, mesh))
 
 
 def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
-             config: llama.LlamaConfig,
+             config: models.ModelConfig,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples J continuations of each of B left-padded prompts; returns arrays per row."""
-  model = llama.Llama(config)
+  apply = functools.partial(models.apply, config=config)
   B, T = tokens_BT.shape
   J, A = spec.num_samples, spec.max_new_tokens
   R = B * J
   prompt_len_B = jnp.sum(mask_BT, axis=-1).astype(jnp.int32)
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
 
-  cache_axes = mesh_lib.cache_axes(config.num_layers)
   # One sample per prompt: the prompt and its continuation share one cache of T + A slots.
   # Several: the prompt cache becomes a shared prefix (below).
   shared_prefix = J > 1
-  cache = _constrain(llama.init_cache(config, B, T if shared_prefix else T + A), cache_axes,
-                     mesh)
+  cache = _constrain(models.init_cache(config, B, T if shared_prefix else T + A), mesh)
   # The prefill reads the stacked params (the model scans its layers); the decode steps
   # read per-layer ones, split once here so that no step slices the weights.
-  logits_B1V, cache = model.apply({"params": params}, tokens_BT, positions_BT, mask_BT,
-                                  cache=cache, write_index=0, last_only=True)
-  params = llama.unstack_layers(params)
+  logits_B1V, cache = apply(params, tokens_BT, positions_BT, mask_BT, cache, 0,
+                            last_only=True)
+  params = models.unstack_layers(params)
   # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
   first_slot = 0 if shared_prefix else T
   if shared_prefix:
     # One prefill per prompt. Its J samples read that one prompt cache (the prefix) and
     # write their own tokens into per-row slots, so the prompt is neither recomputed nor
     # copied J times.
-    cache = {**llama.init_cache(config, R, A),
-             "prefix_k_PKHX": cache["k_BKHS"], "prefix_v_PKXH": cache["v_BKSH"],
-             "prefix_mask_PX": cache["mask_BS"]}
-    cache = _constrain(cache, mesh_lib.cache_axes(config.num_layers, prefix=True), mesh)
+    cache = _constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
   logits_RV = jnp.repeat(logits_B1V[:, 0], J, axis=0)  # [R, V]: one logits row per sample
   prompt_len_R = jnp.repeat(prompt_len_B, J, axis=0)
   keys_R2 = row_keys(seed, prompt_hash_B, J, first_sample)
@@ -109,9 +104,8 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
     tokens_RA = jax.lax.dynamic_update_index_in_dim(state.tokens_RA, token_R, state.step, 1)
     num_tokens_R = state.num_tokens_R + (~state.stopped_R & ~is_stop_R).astype(jnp.int32)
     stopped_R = state.stopped_R | is_stop_R
-    logits_R1V, cache = model.apply(
-        {"params": params}, token_R[:, None], (prompt_len_R + state.step)[:, None],
-        jnp.ones((R, 1), bool), cache=state.cache, write_index=first_slot + state.step)
+    logits_R1V, cache = apply(params, token_R[:, None], (prompt_len_R + state.step)[:, None],
+                              jnp.ones((R, 1), bool), state.cache, first_slot + state.step)
     return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
                        tokens_RA=tokens_RA, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
 
@@ -125,7 +119,7 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_generate(config: llama.LlamaConfig, spec: DecodeSpec, strategy,
+def compiled_generate(config: models.ModelConfig, spec: DecodeSpec, strategy,
                       mesh: Mesh | None):
   """One jitted generate per (config, spec, strategy, mesh); shapes add their own entries."""
   fn = functools.partial(generate, config=config, spec=spec, strategy=strategy, mesh=mesh)
@@ -139,9 +133,9 @@ def compiled_generate(config: llama.LlamaConfig, spec: DecodeSpec, strategy,
                  out_shardings=out)
 
 
-def forward_logits(params, tokens_BT, *, config: llama.LlamaConfig, mask_BT=None):
+def forward_logits(params, tokens_BT, *, config: models.ModelConfig, mask_BT=None):
   """Full causal forward (no cache) -> logits_BTV; for scoring and parity tests."""
   B, T = tokens_BT.shape
   positions_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-  logits, _ = llama.Llama(config).apply({"params": params}, tokens_BT, positions_BT, mask_BT)
+  logits, _ = models.apply(params, tokens_BT, positions_BT, mask_BT, config=config)
   return logits

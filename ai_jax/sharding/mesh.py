@@ -91,18 +91,6 @@ def tree_shardings(axes_tree, shapes_tree, mesh: Mesh, rules=SAMPLING_RULES):
       axes_tree, shapes_tree, is_leaf=is_axes)
 
 
-def cache_axes(num_layers: int, prefix: bool = False):
-  """Logical axes of `models.llama.init_cache` (plus a shared prompt prefix if asked)."""
-  k = ("batch", "kv_heads", "head_dim", "cache_seq")
-  v = ("batch", "kv_heads", "cache_seq", "head_dim")
-  axes = {"k_BKHS": (k,) * num_layers, "v_BKSH": (v,) * num_layers,
-          "mask_BS": ("batch", "cache_seq")}
-  if prefix:
-    axes.update(prefix_k_PKHX=(k,) * num_layers, prefix_v_PKXH=(v,) * num_layers,
-                prefix_mask_PX=("batch", "cache_seq"))
-  return axes
-
-
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
   """Leading (batch) axis over data, the rest replicated."""
   return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))

@@ -1,4 +1,4 @@
-"""LoRA adapters for the Llama port: low-rank deltas on the stacked projection weights.
+"""LoRA adapters for every model family: low-rank deltas on the stacked projection weights.
 
 For a target weight W (stacked over layers, e.g. q_proj [L, D, N, H]) each layer l gets
 A_l [in..., r] and B_l [r, out...]; the layer's weight becomes
@@ -94,7 +94,7 @@ def init_adapters(base_params: Params, config: LoraConfig) -> Params:
     layers = base_params["layers"]
   except (KeyError, TypeError) as e:
     raise ValueError("base params have no 'layers' subtree; LoRA expects the stacked "
-                     "Llama params of ai_jax.models.llama") from e
+                     "params of an ai_jax.models family") from e
   key = jax.random.PRNGKey(config.init_seed)
   out: dict[str, dict[str, Adapter]] = {}
   for target in config.targets:

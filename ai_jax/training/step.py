@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ai_jax.models import llama
+from ai_jax import models
 
 Params = Any
 MergeFn = Callable[[Params, Params], Params]  # (trainable, frozen) -> full model params
@@ -92,15 +92,14 @@ def identity_merge(trainable: Params, frozen: Params) -> Params:
   return trainable
 
 
-def token_losses(params: Params, batch: dict, config: llama.LlamaConfig) -> tuple[jax.Array,
+def token_losses(params: Params, batch: dict, config: models.ModelConfig) -> tuple[jax.Array,
                                                                                   jax.Array]:
   """(sum of completion-token cross-entropies, number of completion tokens), f32."""
   tokens_BT = batch["tokens_BT"]
   input_mask_BT = batch["input_mask_BT"]
   B, T = tokens_BT.shape
   positions_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-  logits_BTV, _ = llama.Llama(config).apply({"params": params}, tokens_BT, positions_BT,
-                                            input_mask_BT)
+  logits_BTV, _ = models.apply(params, tokens_BT, positions_BT, input_mask_BT, config=config)
   # Position t predicts token t+1; the loss mask marks the predicted (completion) tokens.
   # Targets shift left instead of the logits (the last position gets weight 0): slicing the
   # [B, T, V] logits costs a copy, and its gradient a pad and a transpose, of the largest
@@ -125,7 +124,7 @@ def _cast(tree, dtype):
                       else x, tree)
 
 
-def train_step(state: TrainState, batch: dict, *, config: llama.LlamaConfig,
+def train_step(state: TrainState, batch: dict, *, config: models.ModelConfig,
                optimizer: optax.GradientTransformation, merge: MergeFn = identity_merge,
                accum_steps: int = 1) -> tuple[TrainState, dict]:
   """One optimizer update from `batch` (leading dim split into accum_steps micro-batches)."""
@@ -159,7 +158,7 @@ def train_step(state: TrainState, batch: dict, *, config: llama.LlamaConfig,
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_loss(params: Params, frozen: Params, batch: dict, *, config: llama.LlamaConfig,
+def eval_loss(params: Params, frozen: Params, batch: dict, *, config: models.ModelConfig,
               merge: MergeFn = identity_merge) -> jax.Array:
   loss_sum, count = token_losses(merge(params, frozen), batch, config)
   return loss_sum / jnp.maximum(count, 1.0)
@@ -187,7 +186,7 @@ def state_shardings(state_shape: TrainState, param_axes, frozen_axes, mesh, rule
   return TrainState(step=rep, params=params, frozen=frozen, opt_state=opt, rng=rep)
 
 
-def jit_train_step(config: llama.LlamaConfig, optimizer, merge: MergeFn, accum_steps: int,
+def jit_train_step(config: models.ModelConfig, optimizer, merge: MergeFn, accum_steps: int,
                    shardings: TrainState | None, mesh=None):
   """train_step jitted with in/out shardings and the input state donated."""
   fn = functools.partial(train_step, config=config, optimizer=optimizer, merge=merge,

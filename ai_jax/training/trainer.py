@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from ai_jax.models import llama
+from ai_jax import models
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.run import layout
 from ai_jax.store.atomic import write_bytes_atomic, write_json_atomic
@@ -182,12 +182,16 @@ def run(config, workdir: str, overwrite: bool = False, final_checkpoint: bool = 
 
   base = jax.device_get(model.params)
   lora_config = _lora(s)
-  base_axes = llama.logical_axes(model_config)
+  base_axes = models.logical_axes(model_config)
   if lora_config is None:
     trainable, frozen, merge = base, {}, step_lib.identity_merge
     trainable_axes, frozen_axes = base_axes, {}
   else:
     from ai_jax.training import lora
+    allowed = models.lora_targets(model_config)
+    if set(lora_config.targets) - set(allowed):
+      raise ValueError(f"train.lora.targets={list(lora_config.targets)}: the "
+                       f"{model_config.family} family adapts {', '.join(allowed)}")
     trainable, frozen, merge = lora.init_adapters(base, lora_config), base, lora.merge
     trainable_axes, frozen_axes = lora.adapter_axes(trainable, base_axes), base_axes
   optimizer = step_lib.make_optimizer(optim, trainable)

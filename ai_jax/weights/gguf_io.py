@@ -2,13 +2,17 @@
 
 Everything downstream of this module (convert.py, the models) speaks Hugging Face: tensor
 names, [out_features, in_features] layout, rotate_half RoPE. So this is the one place that
-knows llama.cpp's conventions, and it undoes all of them:
+knows llama.cpp's conventions, and it undoes all of them, as the model family of the
+file's `general.architecture` (models/registry.py) describes them:
 
-* names: `blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`, etc.
+* names: `blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`, etc., from the
+  family's `gguf_block_names` (and which tensors may carry biases);
 * layout: GGUF lists dims fastest-first (ne0 = in_features), so GGUFReader's row-major
   view of the data is already HF's [out, in]; we only check it.
 * RoPE: llama.cpp's converter permutes the rows of q_proj/k_proj so that GGML's interleaved
-  (GPT-J style) RoPE matches HF's rotate_half; `unpermute_qk` puts them back.
+  (GPT-J style) RoPE matches HF's rotate_half, for the llama architecture only
+  (`gguf_permute_qk`); `unpermute_qk` puts them back.
+* norms: for gemma llama.cpp stores 1 + w (`gguf_norm_offset`), HF stores w.
 * quantisation: blocks are dequantised with gguf-py's reference numpy code.
 
 The header is parsed by gguf_file.py (gguf-py's reader takes ~10 s on a 49k-token vocabulary).
@@ -23,6 +27,7 @@ import re
 import gguf
 import numpy as np
 
+from ai_jax.models import registry
 from ai_jax.weights import gguf_file
 from ai_jax.weights.errors import WeightsError
 
@@ -37,19 +42,7 @@ _GLOBAL_NAMES = {
     "output_norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight",
 }
-_BLOCK_NAMES = {
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
 _BLOCK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
-_NO_BIAS = ("attn_norm", "ffn_norm")
 _REQUIRED = object()
 
 
@@ -58,7 +51,7 @@ class GGUFContents:
   """A GGUF file translated to Hugging Face terms.
 
   metadata: every GGUF key/value as plain Python values (tokenizer arrays included).
-  hf_config: a LlamaConfig-style dict; `transformers.LlamaConfig(**hf_config)` accepts it.
+  hf_config: a config.json dict of the family (`transformers.AutoConfig.for_model(**it)`).
   state_dict: HF tensor name -> np.ndarray in HF layout (no lm_head when embeddings are tied).
   """
   path: str
@@ -111,16 +104,23 @@ def read_gguf_metadata(path) -> dict:
   return _open(path).metadata
 
 
+def _family(metadata: dict):
+  arch = metadata.get("general.architecture")
+  try:
+    return arch, registry.for_gguf_architecture(arch)
+  except ValueError as e:
+    raise WeightsError(str(e)) from None
+
+
 def gguf_to_hf_config(metadata: dict, tensor_shapes: dict | None = None) -> dict:
-  """A Hugging Face LlamaConfig-style dict from GGUF metadata.
+  """A Hugging Face config.json dict (of the family the GGUF architecture names) from GGUF
+  metadata.
 
   GGUF has no key for tied embeddings or attention biases; those are visible only in the
   tensor list. Pass `tensor_shapes` (GGUF tensor name -> HF-order shape) to set them (and
   to fall back on token_embd's shape for vocab_size); without it both default to False.
   """
-  arch = metadata.get("general.architecture")
-  if arch != "llama":
-    raise WeightsError(f"GGUF architecture {arch!r} is not supported; only 'llama' is")
+  arch, family = _family(metadata)
 
   def get(key, default=_REQUIRED):
     value = metadata.get(f"{arch}.{key}", default)
@@ -131,61 +131,28 @@ def gguf_to_hf_config(metadata: dict, tensor_shapes: dict | None = None) -> dict
                          "only a single value is supported")
     return value
 
-  shapes = tensor_shapes or {}
-  hidden, n_heads = int(get("embedding_length")), int(get("attention.head_count"))
-  vocab = metadata.get(f"{arch}.vocab_size")
-  if vocab is None and "tokenizer.ggml.tokens" in metadata:
-    vocab = len(metadata["tokenizer.ggml.tokens"])
-  if vocab is None and "token_embd.weight" in shapes:
-    vocab = shapes["token_embd.weight"][0]
-  if vocab is None:
-    raise WeightsError(f"GGUF metadata has neither '{arch}.vocab_size' nor a token list")
-  head_dim = get("attention.key_length", None) or get("rope.dimension_count", None)
-
-  scaling_type = get("rope.scaling.type", "none")
-  if scaling_type == "none":
-    rope_scaling = None
-  elif scaling_type == "linear":
-    rope_scaling = {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
-  else:
-    raise WeightsError(f"RoPE scaling type {scaling_type!r} is not supported (only 'linear')")
-
-  return {
-      "model_type": "llama",
-      "architectures": ["LlamaForCausalLM"],
-      "vocab_size": int(vocab),
-      "hidden_size": hidden,
-      "intermediate_size": int(get("feed_forward_length")),
-      "num_hidden_layers": int(get("block_count")),
-      "num_attention_heads": n_heads,
-      "num_key_value_heads": int(get("attention.head_count_kv", n_heads)),
-      "head_dim": int(head_dim or hidden // n_heads),
-      "hidden_act": "silu",
-      "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon")),
-      "rope_theta": float(get("rope.freq_base", 10000.0)),
-      "rope_scaling": rope_scaling,
-      "max_position_embeddings": int(get("context_length")),
-      "tie_word_embeddings": bool(shapes) and "output.weight" not in shapes,
-      "bos_token_id": metadata.get("tokenizer.ggml.bos_token_id"),
-      "eos_token_id": metadata.get("tokenizer.ggml.eos_token_id"),
-      "pad_token_id": metadata.get("tokenizer.ggml.padding_token_id"),
-      "attention_bias": any(n.endswith(".attn_q.bias") for n in shapes),
-      "mlp_bias": False,
-      "torch_dtype": "float32",
-  }
+  try:
+    return family.hf_config_from_gguf(get, metadata, tensor_shapes or {})
+  except ValueError as e:
+    if isinstance(e, WeightsError):
+      raise
+    raise WeightsError(f"GGUF ({arch}): {e}") from None
 
 
-def hf_name(gguf_name: str) -> str:
-  """The Hugging Face name of a llama GGUF tensor; WeightsError for anything unknown."""
+def hf_name(gguf_name: str, family=None) -> str:
+  """The Hugging Face name of a GGUF tensor of `family` (default llama); WeightsError for
+  anything unknown."""
+  family = family or registry.get("llama")
   if gguf_name in _GLOBAL_NAMES:
     return _GLOBAL_NAMES[gguf_name]
   if gguf_name == "rope_freqs.weight":
     raise WeightsError("GGUF has a 'rope_freqs.weight' tensor (llama3-style RoPE frequency "
                        "scaling); llama3-style rope frequency tensors are not supported yet")
   m = _BLOCK_RE.fullmatch(gguf_name)
-  if m and m.group(2) in _BLOCK_NAMES and not (m.group(3) == "bias" and m.group(2) in _NO_BIAS):
-    return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}.{m.group(3)}"
-  raise WeightsError(f"unknown GGUF tensor {gguf_name!r} for a llama model")
+  if m and m.group(2) in family.gguf_block_names and (
+      m.group(3) == "weight" or m.group(2) in family.gguf_biases):
+    return f"model.layers.{m.group(1)}.{family.gguf_block_names[m.group(2)]}.{m.group(3)}"
+  raise WeightsError(f"unknown GGUF tensor {gguf_name!r} for a {family.name} model")
 
 
 def _expected_shape(name: str, cfg: dict) -> tuple:
@@ -193,6 +160,7 @@ def _expected_shape(name: str, cfg: dict) -> tuple:
   q = cfg["num_attention_heads"] * cfg["head_dim"]
   kv = cfg["num_key_value_heads"] * cfg["head_dim"]
   table = {"embed_tokens": (V, D), "lm_head": (V, D), "norm": (D,), "layernorm": (D,),
+           "q_norm": (cfg["head_dim"],), "k_norm": (cfg["head_dim"],),
            "q_proj": (q, D), "k_proj": (kv, D), "v_proj": (kv, D), "o_proj": (D, q),
            "gate_proj": (F, D), "up_proj": (F, D), "down_proj": (D, F)}
   parts = name.split(".")
@@ -227,7 +195,7 @@ def _dequantize(t, path: str) -> np.ndarray:
 
 
 def read_gguf(path, dtype=np.float32) -> GGUFContents:
-  """Reads a llama GGUF file fully: metadata, HF config, dequantised HF state dict.
+  """Reads a GGUF file of a registered family fully: metadata, HF config, dequantised HF state dict.
 
   Names, types and shapes are all validated before any tensor is dequantised.
   """
@@ -236,10 +204,12 @@ def read_gguf(path, dtype=np.float32) -> GGUFContents:
   metadata = reader.metadata
   shapes = {t.name: tuple(reversed(t.shape)) for t in reader.tensors}
   cfg = gguf_to_hf_config(metadata, shapes)
-  names = {t.name: hf_name(t.name) for t in reader.tensors}
+  _, family = _family(metadata)
+  names = {t.name: hf_name(t.name, family) for t in reader.tensors}
   for t in reader.tensors:
     _check_tensor(t, names[t.name], shapes[t.name], cfg, path)
-  heads = {"q_proj": cfg["num_attention_heads"], "k_proj": cfg["num_key_value_heads"]}
+  heads = ({"q_proj": cfg["num_attention_heads"], "k_proj": cfg["num_key_value_heads"]}
+           if family.gguf_permute_qk else {})
 
   state_dict = {}
   for t in reader.tensors:
@@ -251,5 +221,7 @@ def read_gguf(path, dtype=np.float32) -> GGUFContents:
     proj = name.split(".")[-2]
     if proj in heads:
       w = unpermute_qk(w, heads[proj])
+    if family.gguf_norm_offset and name.endswith("norm.weight"):
+      w -= np.float32(family.gguf_norm_offset)
     state_dict[name] = w if np.dtype(dtype) == np.float32 else w.astype(dtype)
   return GGUFContents(path=path, metadata=metadata, hf_config=cfg, state_dict=state_dict)
