@@ -105,7 +105,7 @@ def select(records: Sequence[Mapping], strategy: Mapping[str, Any]) -> dict:
   """Per prompt, the record a strategy keeps: {"chosen": [record, ...] (prompt order),
   "dropped": {prompt_id: reason}}. records: scored sample records (see score); strategy:
   a config of ai_jax.selection.strategies ({"name": "best", "metric": ...}, "random",
-  "first", "weighted", "pareto", "threshold", "self_consistency").
+  "first", "weighted", "pareto", "threshold", "from_teachers", "self_consistency").
 
   >>> picked = ai_jax.select(records, {"name": "best", "metric": "length_words"})
   >>> len(picked["chosen"]) + len(picked["dropped"])

@@ -1,8 +1,9 @@
 """Text <-> token ids for the models ai_jax runs, on the Rust `tokenizers` library.
 
-A GGUF file carries no `tokenizer.json`, only llama.cpp metadata (vocabulary, merges, token types,
-special ids, chat template). `Tokenizer.from_gguf` rebuilds the byte-level BPE pipeline from that
-metadata; `Tokenizer.from_pretrained_dir` loads a Hugging Face `tokenizer.json` directory instead.
+A GGUF file carries no `tokenizer.json`, only llama.cpp metadata (vocabulary, merges or scores, token
+types, special ids, chat template). `Tokenizer.from_gguf` rebuilds the byte-level BPE pipeline ('gpt2')
+or the SentencePiece-style one ('llama', Gemma 3: see tokenizer_spm.py) from that metadata;
+`Tokenizer.from_pretrained_dir` loads a Hugging Face `tokenizer.json` directory instead.
 
 Pre-tokenization follows the model's *training* tokenizer, which llama.cpp reproduces from
 `tokenizer.ggml.pre`. For SmolLM2 ('smollm') that is the published tokenizer.json: Digits(individual)
@@ -22,6 +23,8 @@ from typing import Any, Sequence
 
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as _RustTokenizer
+
+from ai_jax.tokenizer_spm import GEMMA3_CHAT_TEMPLATE, spm_backend
 
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token_type values
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
@@ -73,7 +76,38 @@ def _pre_tokenizer(pre: str | None) -> pre_tokenizers.PreTokenizer:
 def _read_gguf_metadata(path: str) -> dict[str, Any]:
   from ai_jax.weights.gguf_io import read_gguf_metadata
 
-  return {k: v for k, v in read_gguf_metadata(path).items() if k.startswith("tokenizer.")}
+  # general.architecture picks a default chat template (gemma3) when the file has none.
+  meta = read_gguf_metadata(path)
+  return {k: v for k, v in meta.items() if k.startswith("tokenizer.") or k == "general.architecture"}
+
+
+def _byte_level_backend(meta: dict[str, Any], tokens: list[str], types: list[int]) -> _RustTokenizer:
+  """The Rust pipeline of a byte-level BPE ('gpt2') GGUF vocabulary (no BOS post-processor)."""
+  merges = [tuple(str(m).split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", ())]
+  # Vocabulary entries are already byte-level spelled; a stray raw string (not a control
+  # token, which stays whole as an added token) is respelled so BPE can reach it.
+  spelling = _bytes_to_unicode()
+  alphabet = set(spelling.values())
+  vocab: dict[str, int] = {}
+  for i, (tok, typ) in enumerate(zip(tokens, types)):
+    if typ != _CONTROL and not set(tok) <= alphabet:
+      tok = "".join(spelling[b] for b in tok.encode("utf-8"))
+    vocab.setdefault(tok, i)
+  backend = _RustTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+  backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
+  backend.decoder = decoders.ByteLevel()
+  # Control tokens (<|im_start|>, ...) are special: matched whole in text, never split, and
+  # dropped by decode(skip_special_tokens=True). User-defined ones are matched whole too.
+  backend.add_special_tokens(
+    [AddedToken(t, special=True, normalized=False) for t, y in zip(tokens, types) if y == _CONTROL]
+  )
+  backend.add_tokens(
+    [AddedToken(t, special=False, normalized=False) for t, y in zip(tokens, types) if y == _USER_DEFINED]
+  )
+  return backend
+
+
+_GGUF_KINDS = ("gpt2", "llama")  # tokenizer.ggml.model values from_gguf builds
 
 
 @functools.lru_cache(maxsize=8)
@@ -135,46 +169,35 @@ class Tokenizer:
     if tokens is None or len(tokens) == 0:
       raise ValueError("GGUF metadata has no tokenizer (missing 'tokenizer.ggml.tokens')")
     kind = meta.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-      raise ValueError(f"only byte-level BPE GGUF tokenizers ('gpt2') are supported, got {kind!r}")
+    if kind not in _GGUF_KINDS:
+      raise ValueError(
+        f"GGUF tokenizer.ggml.model {kind!r} is not supported; supported kinds: 'gpt2' (byte-level BPE: "
+        "SmolLM2, Llama 3, Qwen2) and 'llama' (SentencePiece, Gemma-style: Gemma 3)"
+      )
     tokens = [str(t) for t in tokens]
     types = meta.get("tokenizer.ggml.token_type")  # (may be numpy arrays: no truthiness tests)
     types = [int(t) for t in types] if types is not None else [1] * len(tokens)
-    merges = [tuple(str(m).split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", ())]
-
-    # Vocabulary entries are already byte-level spelled; a stray raw string (not a control
-    # token, which stays whole as an added token) is respelled so BPE can reach it.
-    spelling = _bytes_to_unicode()
-    alphabet = set(spelling.values())
-    vocab: dict[str, int] = {}
-    for i, (tok, typ) in enumerate(zip(tokens, types)):
-      if typ != _CONTROL and not set(tok) <= alphabet:
-        tok = "".join(spelling[b] for b in tok.encode("utf-8"))
-      vocab.setdefault(tok, i)
-    backend = _RustTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
-    backend.decoder = decoders.ByteLevel()
-    # Control tokens (<|im_start|>, ...) are special: matched whole in text, never split, and
-    # dropped by decode(skip_special_tokens=True). User-defined ones are matched whole too.
-    backend.add_special_tokens(
-      [AddedToken(t, special=True, normalized=False) for t, y in zip(tokens, types) if y == _CONTROL]
-    )
-    backend.add_tokens(
-      [AddedToken(t, special=False, normalized=False) for t, y in zip(tokens, types) if y == _USER_DEFINED]
-    )
 
     def tok(key: str) -> str | None:
       i = meta.get(f"tokenizer.ggml.{key}")
       return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
 
-    # BOS: GGUF's add_bos_token is what llama.cpp and transformers honour; absent means no BOS
-    # for byte-level BPE (llama.cpp's default for 'gpt2' vocabularies). SmolLM2 stores False.
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    if kind == "gpt2":
+      backend = _byte_level_backend(meta, tokens, types)
+    else:
+      backend = spm_backend(meta, tokens, types, unk=tok("unknown_token_id"))
+    # BOS: GGUF's add_bos_token is what llama.cpp and transformers honour. Absent, llama.cpp adds
+    # none for byte-level BPE ('gpt2'; SmolLM2 stores False anyway) and adds it for SentencePiece
+    # ('llama'; Gemma 3 stores True), and transformers' GGUF loader does the same.
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", kind == "llama"))
     bos = tok("bos_token_id")
     if add_bos and bos is not None:  # so a saved tokenizer.json alone adds it, like HF Llama 3
       backend.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab.get(bos, 0))]
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, backend.token_to_id(bos) or 0)]
       )
+    template = meta.get("tokenizer.chat_template")
+    if template is None and meta.get("general.architecture") == "gemma3":
+      template = GEMMA3_CHAT_TEMPLATE  # base Gemma 3 GGUFs carry none; the -it models' format
     eos = tok("eos_token_id") or tokens[0]
     return cls(
       backend,
@@ -183,7 +206,7 @@ class Tokenizer:
       pad_token=tok("padding_token_id"),
       unk_token=tok("unknown_token_id"),
       add_bos_default=add_bos,
-      chat_template=meta.get("tokenizer.chat_template"),
+      chat_template=template,
     )
 
   @classmethod

@@ -13,6 +13,11 @@ Args:
            student on 48 held-out AlpacaEval instructions, plus the toxicity protocol on
            RealToxicityPrompts. About 28 minutes on 2 CPU cores (a fresh machine took
            27 min 58 s; a warm one 24 min 27 s: sample 5, train 10, evaluate 10).
+  pool     two real teachers: SmolLM2-135M-Instruct and the embedded Gemma 3 270M (base)
+           both answer 48 AlpacaEval instructions (k=2 each, 4 per prompt); the longest
+           sample across both, and each teacher's own longest, train the student (SmolLM2);
+           the report shows each arm's kept samples by teacher. Needs the Gemma wheels
+           (ai_jax.loading.INSTALL_GEMMA3_270M; Gemma Terms of Use).
   paper    Alpaca-52k (a local alpaca_data.json or TFDS), k=10, the paper's evaluation
            protocol (greedy held-out answers; 25 samples per toxic prompt at top-p 0.9);
            meant for a GPU or TPU.
@@ -42,13 +47,14 @@ def _sibling(name: str):
   return module
 
 
-ARGS = ("default", "smoke", "paper")
+ARGS = ("default", "smoke", "pool", "paper")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = arg or "default"
   if arg not in ARGS:
-    raise ValueError(f"configs/active_inheritance.py takes '', 'smoke' or 'paper', got {arg!r}")
+    raise ValueError(f"configs/active_inheritance.py takes '', 'smoke', 'pool' or 'paper', "
+                     f"got {arg!r}")
   c = ml_collections.ConfigDict()
   c.name = f"active_inheritance:{arg}"  # the report's title
   c.seed = 0  # training order, the random baseline's draw, bootstrap resamples
@@ -160,6 +166,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.modes.toxicity.max_new_tokens = 8
     c.report.num_bootstrap = 200
     c.report.metrics = c.score.metrics
+  if arg == "pool":
+    c.teachers = ml_collections.ConfigDict({"smollm2_135m": "",
+                                            "gemma3_270m": "embedded:gemma3-270m"})
+    c.prompts.train.limit = 48
+    c.prompts.eval.limit = 24
+    c.sample.sampling.k = 2  # per teacher: 4 candidates per prompt
+    c.sample.sampling.batch_size = 16  # 32 rows a step: CPU decoding pays per step
+    c.sample.sampling.max_new_tokens = 128
+    c.eval.modes.greedy.max_new_tokens = 128
+    # "first" takes the first teacher's (alphabetically: gemma3_270m's) first sample; the
+    # per-teacher arms are each teacher alone against the pooled "longest".
+    c.arms = ml_collections.ConfigDict({
+        "longest": {"name": "best", "metric": "length_words", "maximize": True},
+        **{f"longest_{t}": {"name": "from_teachers", "teachers": [t],
+                            "inner": {"name": "best", "metric": "length_words",
+                                      "maximize": True}}
+           for t in ("smollm2_135m", "gemma3_270m")}})
+    c.eval.batch_size = 24
+    c.eval.modes.sampled.enabled = False  # CPU budget: six students to evaluate
+    c.eval.modes.toxicity.limit = 16
   if arg == "paper":
     c.prompts.train = ml_collections.ConfigDict(
         {"path": "alpaca_data.json", "split": "", "limit": 0, "field": ""})

@@ -5,7 +5,7 @@
       --config.strategy.metric=mtld
 
 The strategy is any of ai_jax.selection.strategies.from_config's: best, worst, random,
-first, weighted, pareto, threshold, self_consistency. For a multi-objective strategy,
+first, weighted, pareto, threshold, from_teachers, self_consistency. For a multi-objective strategy,
 write a config file that sets e.g.
   c.strategy = {"name": "weighted", "weights": {"length_words": 1.0, "toxicity_offline": -1.0},
                 "normalize": "zscore", "exclude_cut": False}

@@ -85,6 +85,17 @@ TINY = models.ModelConfig(vocab_size=259, hidden_size=64, intermediate_size=96, 
                           rope_theta=10000.0, tie_word_embeddings=False)
 
 
+def load_hf_dir(directory):
+  """(config, params as jax arrays) of an HF checkpoint directory, as the loader reads it
+  (without a tokenizer)."""
+  import jax
+  import jax.numpy as jnp
+  from ai_jax.weights import convert, safetensors_io
+  hf_config, state_dict = safetensors_io.read_hf_checkpoint(directory)
+  config = models.config_from_hf(hf_config)
+  return config, jax.tree.map(jnp.asarray, convert.hf_to_params(state_dict, config))
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
   return TINY

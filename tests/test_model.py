@@ -28,7 +28,7 @@ from ai_jax import loading
 from ai_jax import models
 from ai_jax.sampling import decode
 from ai_jax.weights import convert, safetensors_io
-from conftest import requires_embedded
+from conftest import load_hf_dir, requires_embedded
 
 EMBEDDED_TOL = 1e-3   # 30 layers, 576 wide, logits up to ~40: f32 summation-order noise
 TINY_TOL = 1e-4
@@ -131,19 +131,13 @@ def _legacy_config_json(directory):
     json.dump(cfg, f)
 
 
-def _load_ai_jax(directory):
-  hf_config, state_dict = safetensors_io.read_hf_checkpoint(directory)
-  config = models.config_from_hf(hf_config)
-  return config, jax.tree.map(jnp.asarray, convert.hf_to_params(state_dict, config))
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """(torch model, ai_jax config, ai_jax params) of the untied tiny Llama."""
   model = _tiny_torch(**VARIANTS["untied"][0])
   path = tmp_path_factory.mktemp("tiny")
   model.save_pretrained(path)
-  config, params = _load_ai_jax(path)
+  config, params = load_hf_dir(path)
   return model, config, params
 
 
@@ -156,7 +150,7 @@ def test_tiny_hf_roundtrip(tmp_path, variant):
     _legacy_config_json(tmp_path / "ref")
 
   # HF checkpoint -> ai_jax: same config, same logits as torch.
-  config, params = _load_ai_jax(tmp_path / "ref")
+  config, params = load_hf_dir(tmp_path / "ref")
   assert config.tie_word_embeddings == model.config.tie_word_embeddings
   assert config.rope_theta == model.config.rope_parameters["rope_theta"]
   assert (config.num_heads, config.num_kv_heads, config.head_dim) == (4, 2, 16)

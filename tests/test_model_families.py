@@ -17,7 +17,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 import transformers
@@ -28,6 +27,7 @@ from ai_jax.sampling import decode, sampler
 from ai_jax.sharding import mesh as mesh_lib
 from ai_jax.training import lora, step as step_lib
 from ai_jax.weights import convert, safetensors_io
+from conftest import load_hf_dir
 
 TOL = 1e-4
 VOCAB = 259  # the byte tokenizer's (conftest.CharTokenizer), so the sampler runs too
@@ -88,12 +88,6 @@ def _forward(params, tokens_BT, *, config):
   return decode.forward_logits(params, tokens_BT, config=config)
 
 
-def _load(directory):
-  hf_config, state_dict = safetensors_io.read_hf_checkpoint(directory)
-  config = models.config_from_hf(hf_config)
-  return config, jax.tree.map(jnp.asarray, convert.hf_to_params(state_dict, config))
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
   """variant -> (torch model, checkpoint dir, ai_jax config, params, torch logits)."""
@@ -104,7 +98,7 @@ def checkpoints(tmp_path_factory):
     # Qwen's checkpoint in shards of ~40 kB: the sharded-index path of the reader.
     shards = {"max_shard_size": "40KB"} if variant == "qwen2_untied" else {}
     model.save_pretrained(path, **shards)
-    config, params = _load(path)
+    config, params = load_hf_dir(path)
     out[variant] = (model, str(path), config, params, _torch_logits(model, TOKENS))
   return out
 
@@ -140,7 +134,7 @@ def test_export_loads_in_transformers_and_back(checkpoints, tmp_path, variant):
               "final_logit_softcapping", "rope_parameters", "tie_word_embeddings"):
     assert getattr(loaded.config, key, None) == getattr(model.config, key, None), key
   np.testing.assert_array_equal(_torch_logits(loaded, TOKENS), ref)
-  again, params_again = _load(tmp_path)
+  again, params_again = load_hf_dir(tmp_path)
   assert again == config
   jax.tree.map(np.testing.assert_array_equal, params_again, params)
 

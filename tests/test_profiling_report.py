@@ -190,3 +190,22 @@ def test_estimate_objects_and_metric_cap(tmp_path):
     (1234.5, "1234"), (0.0001234, "0.000123"), (2.5e7, "2.5e+07"), (-0.125, "-0.125")])
 def test_fmt_num(x, expected):
   assert report.fmt_num(x) == expected
+
+
+def test_pooled_teachers_get_a_kept_by_teacher_table(tmp_path):
+  summary = make_summary()
+  summary["teachers"] = {"smollm2": "", "gemma3": "embedded:gemma3-270m"}
+  summary["score_tokenizer"] = "/x/SmolLM2.gguf"
+  summary["arms"]["random"]["selection"]["kept_teachers"] = {"smollm2": 30, "gemma3": 60}
+  summary["arms"]["best_length_words"]["selection"]["kept_teachers"] = {"gemma3": 95}
+  text = open(report.write_report(summary, make_distributions(), str(tmp_path))["report"],
+              encoding="utf-8").read()
+  assert "| arm | smollm2 | gemma3 |" in text
+  assert "| random | 30 (33.3%) | 60 (66.7%) |" in text
+  assert "| best_length_words | 0 (0%) | 95 (100%) |" in text
+  assert "student's tokenizer (/x/SmolLM2.gguf)" in text
+  # One teacher: no table.
+  summary["teachers"] = {"smollm2": ""}
+  text = open(report.write_report(summary, make_distributions(), str(tmp_path))["report"],
+              encoding="utf-8").read()
+  assert "Kept samples by teacher" not in text

@@ -22,7 +22,7 @@ from ai_jax.selection import base, registry, strategies
 from ai_jax.selection.candidates import Candidates, Choice
 
 BUILTIN = ("best", "worst", "random", "first", "weighted", "pareto", "threshold",
-           "self_consistency")
+           "from_teachers", "self_consistency")
 SELECTION_DIR = os.path.dirname(strategies.__file__)
 NAN = math.nan
 

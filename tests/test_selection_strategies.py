@@ -442,7 +442,7 @@ def test_from_config_examples():
     ({"metric": "m"}, "missing key 'name'"),
     ({"name": "bestest", "metric": "m"},
      "unknown selection strategy 'bestest'; known: best, worst, random, first, weighted, "
-     "pareto, threshold, self_consistency"),
+     "pareto, threshold, from_teachers, self_consistency"),
     ({"name": "best"}, "'best' is missing key 'metric'"),
     ({"name": "best", "metric": "m", "maximise": True}, "'best' has unknown key 'maximise'"),
     ({"name": "worst", "metric": "m", "maximize": True}, "'worst' has unknown key 'maximize'"),
@@ -488,3 +488,25 @@ def test_every_strategy_on_a_mixed_table_returns_one_choice_per_group():
       assert c.index is None or 0 <= c.index < len(g)
   assert count_reasons(BestOfK("m").select(groups)) == {"all candidates NaN on m": 1}
   assert count_reasons(First().select(groups)) == {}
+
+
+def test_from_teachers_runs_the_inner_strategy_on_those_teachers_only():
+  from ai_jax.selection.filters import FromTeachers
+  groups = [cands("p", teachers=("a", "b", "b", "a"), m=[9.0, 5.0, 7.0, 1.0]),
+            cands("q", teachers=("a", "a"), m=[2.0, 3.0]),
+            cands("r", teachers=("b", "a", "b"), m=[NAN, 4.0, NAN])]
+  best = from_config({"name": "best", "metric": "m"})
+  only_b = FromTeachers(inner=best, teachers=("b",))
+  # Indices point into the full pool: b's best of p is candidate 2 (7.0), not a's 9.0.
+  assert only_b.select(groups) == [Choice(2), Choice(None, "no sample from b"),
+                                   Choice(None, "all candidates NaN on m")]
+  assert best.select(groups) == [Choice(0), Choice(1), Choice(1)]
+  both = FromTeachers(inner=best, teachers=("a", "b"))
+  assert both.select(groups) == best.select(groups)
+  # Its config form round-trips, and a random baseline inside it draws among b's samples.
+  cfg = {"name": "from_teachers", "teachers": ["b"], "inner": {"name": "random", "seed": 3}}
+  random_b = from_config(cfg)
+  assert from_config(to_config(random_b)) == random_b
+  assert random_b.select(groups)[0].index in (1, 2)
+  with pytest.raises(ValueError, match="needs teachers"):
+    FromTeachers(inner=best, teachers=())

@@ -185,11 +185,11 @@ _BLOCK = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"
           "mlp.down_proj": "ffn_down"}
 
 
-def _gguf_name(hf_name):
+def _gguf_name(hf_name, block=None):
   if hf_name in _TO_GGUF:
     return _TO_GGUF[hf_name]
   _, _, i, *mid, kind = hf_name.split(".")
-  return f"blk.{i}.{_BLOCK['.'.join(mid)]}.{kind}"
+  return f"blk.{i}.{(block or _BLOCK)['.'.join(mid)]}.{kind}"
 
 
 def _encode(w, qtype):
@@ -569,14 +569,8 @@ def test_gguf_gemma3_names_and_norm_offset(tmp_path):
            "post_feedforward_layernorm": "post_ffw_norm", "self_attn.q_norm": "attn_q_norm",
            "self_attn.k_norm": "attn_k_norm"}
 
-  def names(hf_name):
-    if hf_name in _TO_GGUF:
-      return _TO_GGUF[hf_name]
-    _, _, i, *mid, kind = hf_name.split(".")
-    return f"blk.{i}.{block['.'.join(mid)]}.{kind}"
-
   path = _write_gguf(tmp_path / "gemma3.gguf", TINY, sd, arch="gemma3", permute=False,
-                     names=names, norm_offset=1.0,
+                     names=lambda name: _gguf_name(name, block), norm_offset=1.0,
                      extra_kv={"gemma3.attention.sliding_window": 8})
   got = gguf_io.read_gguf(path)
   assert got.hf_config["model_type"] == "gemma3_text"

@@ -186,6 +186,9 @@ def _describe(name: str, spec: dict) -> str:
     return "a uniformly random sample per prompt"
   if name == "first":
     return "the first sample per prompt (what k=1 sampling would give)"
+  if spec.get("name") == "from_teachers" and isinstance(spec.get("inner"), dict):
+    inner = _describe("", dict(spec["inner"]))
+    return f"{inner}, among the samples of {', '.join(spec.get('teachers') or [])} only"
   metric = spec.get("metric")
   if spec.get("name") in ("best", "worst") and metric:
     best = (spec["name"] == "best") == bool(spec.get("maximize", True))

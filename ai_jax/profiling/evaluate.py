@@ -179,5 +179,9 @@ def experiment_summary(plan, students: dict, stage_seconds: dict) -> tuple[dict,
       "samples_not_answered": {k: v for k, v in not_answered.items() if v},
       "stage_seconds": dict(stage_seconds),
       "confidence": boot["confidence"],
+      "teachers": dict(plan.config.teachers),
+      # Whose tokenizer length_tokens (and every token count) used on the teachers' samples.
+      "score_tokenizer": read_json(layout.StageDir(plan.dirs.teacher.root).scores_metrics,
+                                   {}).get("tokenizer"),
   }
   return summary, distributions

@@ -149,12 +149,41 @@ def _arms_section(summary: Mapping, arms: Sequence[str], keep: set | None) -> li
                    "kept cut by max_new_tokens", "train steps", "train examples",
                    "final loss"], rows, "lllrrrrrr")
   lines.append("")
+  lines += _teachers_section(summary, arms)
   if score_rows:
     lines += ["Selection: mean score of the kept samples against all samples of the pool.",
               ""]
     lines += _table(["arm", "metric", "mean kept", "mean all", "kept - all"], score_rows,
                     "llrrr")
     lines.append("")
+  return lines
+
+
+def _teachers_section(summary: Mapping, arms: Sequence[str]) -> list[str]:
+  """With several teachers: each arm's kept samples by teacher (share of its kept)."""
+  teachers = list(summary.get("teachers") or {})
+  lines = []
+  tokenizer = summary.get("score_tokenizer")
+  if tokenizer:
+    lines += [f"Token counts (length_tokens) use the student's tokenizer ({tokenizer}) on "
+              "every teacher's samples; the student trains on their text, re-tokenised by "
+              "it.", ""]
+  if len(teachers) < 2:
+    return lines
+  rows = []
+  for arm in arms:
+    kept = ((summary.get("arms") or {}).get(arm) or {}).get("selection") or {}
+    by_teacher = kept.get("kept_teachers") or {}
+    total = sum(by_teacher.values())
+    if not kept:
+      continue
+    cells = []
+    for t in teachers:
+      n = by_teacher.get(t, 0)
+      cells.append(f"{_count(n)} ({fmt_num(100 * n / total)}%)" if total else "0")
+    rows.append([arm] + cells)
+  lines += ["Kept samples by teacher (count and share of the arm's kept samples):", ""]
+  lines += _table(["arm"] + teachers, rows, "l" + "r" * len(teachers)) + [""]
   return lines
 
 

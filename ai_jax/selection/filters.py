@@ -1,6 +1,7 @@
 """Strategies that keep a prompt only when a test passes: Threshold (a bar on the value
-of another strategy's choice) and SelfConsistency (agreement among the candidates'
-answers). The shared rules of base.py hold.
+of another strategy's choice), FromTeachers (another strategy over some teachers' samples
+only) and SelfConsistency (agreement among the candidates' answers). The shared rules of
+base.py hold.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 
 from ai_jax.selection import registry
 from ai_jax.selection.base import (PerPromptStrategy, Strategy, StrategyBase, _check_bool,
-                                   _check_metric, resolve_callable)
+                                   _check_metric, plain_dict, resolve_callable)
 from ai_jax.selection.candidates import Candidates, Choice
 
 
@@ -73,6 +74,69 @@ class Threshold(StrategyBase):
   def required_metrics(self) -> tuple[str, ...]:
     inner = tuple(self.inner.required_metrics())
     return inner + ((self.metric,) if self.metric not in inner else ())
+
+  def needs_texts(self) -> bool:
+    return self.inner.needs_texts()
+
+
+@registry.register
+@dataclasses.dataclass(frozen=True)
+class FromTeachers(StrategyBase):
+  """Runs `inner` on each prompt's samples from `teachers` only: with a pool of teachers,
+  one teacher alone (or a subset) beside the pooled arm. A prompt none of whose samples
+  comes from them is dropped ("no sample from <teachers>"). `exclude_cut` is the inner
+  strategy's (given here, it is passed down; the two must agree)."""
+  inner: Strategy
+  teachers: tuple[str, ...]
+  exclude_cut: bool = False
+
+  config_name = "from_teachers"
+
+  def __post_init__(self):
+    if not callable(getattr(self.inner, "select", None)):
+      raise ValueError(f"inner must be a strategy, got {self.inner!r}")
+    teachers = (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
+    if not teachers or not all(isinstance(t, str) and t for t in teachers):
+      raise ValueError(f"from_teachers needs teachers: a list of teacher names, got "
+                       f"{self.teachers!r}")
+    object.__setattr__(self, "teachers", teachers)
+    _check_bool(self.exclude_cut, "exclude_cut")
+    inner_cut = getattr(self.inner, "exclude_cut", self.exclude_cut)
+    if inner_cut != self.exclude_cut:
+      raise ValueError(f"from_teachers has exclude_cut={self.exclude_cut} but its inner "
+                       f"strategy has exclude_cut={inner_cut}; set them alike")
+
+  @classmethod
+  def from_config_dict(cls, d: dict) -> "FromTeachers":
+    inner = plain_dict(d["inner"], "from_teachers.inner")
+    if "exclude_cut" in d and registry.accepts_key(inner.get("name", ""), "exclude_cut"):
+      inner.setdefault("exclude_cut", d["exclude_cut"])
+    return cls(**{**d, "inner": registry.from_config(inner), "teachers": tuple(d["teachers"])})
+
+  def to_config_dict(self) -> dict:
+    return {**super().to_config_dict(), "inner": registry.to_config(self.inner).to_dict(),
+            "teachers": list(self.teachers)}
+
+  def select(self, groups: Sequence[Candidates]) -> list[Choice]:
+    keep = set(self.teachers)
+    subsets, index_maps = [], []
+    for g in groups:
+      idx = [i for i, t in enumerate(g.teachers) if t in keep]
+      index_maps.append(idx)
+      pick = lambda values: tuple(values[i] for i in idx) if values else ()  # noqa: E731
+      subsets.append(dataclasses.replace(
+          g, teachers=pick(g.teachers), sample_indices=pick(g.sample_indices),
+          scores={m: np.asarray(v)[idx] for m, v in g.scores.items()},
+          texts=pick(g.texts), finish_reasons=pick(g.finish_reasons)))
+    present = [i for i, idx in enumerate(index_maps) if idx]
+    inner = self.inner.select([subsets[i] for i in present]) if present else []
+    out = [Choice(None, f"no sample from {', '.join(self.teachers)}")] * len(groups)
+    for i, choice in zip(present, inner, strict=True):
+      out[i] = choice if choice.index is None else Choice(index_maps[i][choice.index])
+    return out
+
+  def required_metrics(self) -> tuple[str, ...]:
+    return tuple(self.inner.required_metrics())
 
   def needs_texts(self) -> bool:
     return self.inner.needs_texts()

@@ -84,6 +84,13 @@ def known_names() -> tuple[str, ...]:
   return tuple(sorted(_REGISTRY, key=lambda name: _REGISTRY[name].rank()))
 
 
+def accepts_key(name: str, key: str) -> bool:
+  """Does the strategy config named `name` take `key`? (False for an unknown name.)"""
+  _load()
+  entry = _REGISTRY.get(name)
+  return entry is not None and key in sum(entry.keys(), ())
+
+
 def from_config(cfg: Any) -> Strategy:
   """A strategy from {name: ..., <its fields>}, e.g. {name: "best", metric: "length_words"},
   {name: "threshold", inner: {name: "best", ...}, metric: ..., min: ...}."""
