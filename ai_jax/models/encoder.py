@@ -8,7 +8,7 @@ position embeddings and a classifier on the first token. The heads follow transf
   distilbert: pre_classifier + ReLU on [CLS] -> classifier
 
 Parameters are a plain pytree (linen); layers are stacked along a leading axis and run
-with `nn.scan` (one compiled layer body, as in `llama.py`). `params_from_hf` maps a
+with `nn.scan` (one compiled layer body, as in `transformer.py`). `params_from_hf` maps a
 transformers state dict (numpy) onto that tree.
 """
 
