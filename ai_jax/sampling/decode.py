@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from ai_jax import models
+from ai_jax.sampling import processors
 from ai_jax.sharding import mesh as mesh_lib
 
 
@@ -33,11 +34,21 @@ class DecodeSpec:
 @flax.struct.dataclass
 class DecodeState:
   step: jax.Array               # scalar int32
-  logits_RV: jax.Array          # next-token logits per row
-  cache: models.KVCache
+  logits_RV: tuple              # per stream: next-token logits per row
+  caches: tuple                 # per stream: its models.KVCache
   tokens_RA: jax.Array
   num_tokens_R: jax.Array       # generated tokens, not counting a stop token
   stopped_R: jax.Array          # row emitted a stop token
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """One model reading one prompt per row group while every stream decodes the same
+  tokens: `model` indexes the params/configs given to generate_streams; its prompts are
+  either the batch's B prompts, each shared (as a cache prefix) by its J sample rows, or
+  one prompt per row (R prompts: e.g. a negative prompt drawn per sample)."""
+  model: int = 0
+  per_row: bool = False
 
 
 def row_keys(seed, prompt_hash_B, num_samples: int, first_sample=0):
@@ -66,31 +77,69 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              config: models.ModelConfig,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples J continuations of each of B left-padded prompts; returns arrays per row."""
+  return generate_streams((params,), (tokens_BT,), (mask_BT,), prompt_hash_B, seed,
+                          first_sample, configs=(config,), streams=(Stream(),), spec=spec,
+                          strategy=strategy, processor=processors.FirstStream(), mesh=mesh)
+
+
+def _prefill(params, tokens_BT, mask_BT, config, R: int, A: int, mesh):
+  """(logits_RV, cache, prompt_len_R, first_slot) of one stream after its prefill."""
   apply = functools.partial(models.apply, config=config)
   B, T = tokens_BT.shape
-  J, A = spec.num_samples, spec.max_new_tokens
-  R = B * J
+  J = R // B
   prompt_len_B = jnp.sum(mask_BT, axis=-1).astype(jnp.int32)
   positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=-1) - 1, 0).astype(jnp.int32)
-
-  # One sample per prompt: the prompt and its continuation share one cache of T + A slots.
+  # One row per prompt: the prompt and its continuation share one cache of T + A slots.
   # Several: the prompt cache becomes a shared prefix (below).
   shared_prefix = J > 1
   cache = _constrain(models.init_cache(config, B, T if shared_prefix else T + A), mesh)
-  # The prefill reads the stacked params (the model scans its layers); the decode steps
-  # read per-layer ones, split once here so that no step slices the weights.
+  # The prefill reads the stacked params (the model scans its layers).
   logits_B1V, cache = apply(params, tokens_BT, positions_BT, mask_BT, cache, 0,
                             last_only=True)
-  params = models.unstack_layers(params)
-  # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
-  first_slot = 0 if shared_prefix else T
   if shared_prefix:
     # One prefill per prompt. Its J samples read that one prompt cache (the prefix) and
     # write their own tokens into per-row slots, so the prompt is neither recomputed nor
     # copied J times.
     cache = _constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
-  logits_RV = jnp.repeat(logits_B1V[:, 0], J, axis=0)  # [R, V]: one logits row per sample
-  prompt_len_R = jnp.repeat(prompt_len_B, J, axis=0)
+  # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
+  first_slot = 0 if shared_prefix else T
+  return (jnp.repeat(logits_B1V[:, 0], J, axis=0), cache, jnp.repeat(prompt_len_B, J, axis=0),
+          first_slot, prompt_len_B)
+
+
+def generate_streams(params, tokens, masks, prompt_hash_B, seed, first_sample=0, *,
+                     configs: tuple, streams: tuple[Stream, ...], spec: DecodeSpec,
+                     strategy: Callable, processor: Callable,
+                     mesh: Mesh | None = None) -> dict[str, Any]:
+  """Samples J continuations of each of B prompts with several streams in lock-step.
+
+  params / configs: one per model; tokens / masks: one left-padded batch per stream ([B, T]
+  or, for a per-row stream, [R, T], R = B * J). Each stream prefills its own prompts and
+  keeps its own KV cache; at every step `processor(logits per stream)` gives the logits
+  `strategy` samples the next token from, which every stream then reads. With one stream
+  and `FirstStream` this is the plain decoder.
+  """
+  if len(streams) != processor.num_streams:
+    raise ValueError(f"{type(processor).__name__} reads {processor.num_streams} streams, "
+                     f"the decoder was given {len(streams)}")
+  B = prompt_hash_B.shape[0]
+  J, A = spec.num_samples, spec.max_new_tokens
+  R = B * J
+  logits, caches, prompt_lens, first_slots = [], [], [], []
+  prompt_len_B = None
+  for stream, tokens_BT, mask_BT in zip(streams, tokens, masks, strict=True):
+    want = R if stream.per_row else B
+    if tokens_BT.shape[0] != want:
+      raise ValueError(f"stream of model {stream.model} has {tokens_BT.shape[0]} prompts, "
+                       f"expected {want} ({'per row' if stream.per_row else 'per prompt'})")
+    out = _prefill(params[stream.model], tokens_BT, mask_BT, configs[stream.model], R, A, mesh)
+    logits.append(out[0])
+    caches.append(out[1])
+    prompt_lens.append(out[2])
+    first_slots.append(out[3])
+    prompt_len_B = out[4] if prompt_len_B is None else prompt_len_B
+  # The decode steps read per-layer params, split once here so that no step slices weights.
+  step_params = tuple(models.unstack_layers(p) for p in params)
   keys_R2 = row_keys(seed, prompt_hash_B, J, first_sample)
   stop_ids = jnp.asarray(spec.stop_ids, jnp.int32)
 
@@ -98,18 +147,26 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
     return (state.step < A) & ~jnp.all(state.stopped_R)
 
   def body(state: DecodeState):
-    token_R = strategy(state.logits_RV, keys_R2, state.step)
+    token_R = strategy(processor(state.logits_RV), keys_R2, state.step)
     token_R = jnp.where(state.stopped_R, spec.pad_id, token_R)
     is_stop_R = jnp.isin(token_R, stop_ids) & ~state.stopped_R
     tokens_RA = jax.lax.dynamic_update_index_in_dim(state.tokens_RA, token_R, state.step, 1)
     num_tokens_R = state.num_tokens_R + (~state.stopped_R & ~is_stop_R).astype(jnp.int32)
     stopped_R = state.stopped_R | is_stop_R
-    logits_R1V, cache = apply(params, token_R[:, None], (prompt_len_R + state.step)[:, None],
-                              jnp.ones((R, 1), bool), state.cache, first_slot + state.step)
-    return DecodeState(step=state.step + 1, logits_RV=logits_R1V[:, 0], cache=cache,
-                       tokens_RA=tokens_RA, num_tokens_R=num_tokens_R, stopped_R=stopped_R)
+    new_logits, new_caches = [], []
+    for stream, cache, prompt_len_R, first_slot in zip(streams, state.caches, prompt_lens,
+                                                        first_slots):
+      logits_R1V, cache = models.apply(
+          step_params[stream.model], token_R[:, None], (prompt_len_R + state.step)[:, None],
+          jnp.ones((R, 1), bool), cache, first_slot + state.step,
+          config=configs[stream.model])
+      new_logits.append(logits_R1V[:, 0])
+      new_caches.append(cache)
+    return DecodeState(step=state.step + 1, logits_RV=tuple(new_logits),
+                       caches=tuple(new_caches), tokens_RA=tokens_RA,
+                       num_tokens_R=num_tokens_R, stopped_R=stopped_R)
 
-  init = DecodeState(step=jnp.int32(0), logits_RV=logits_RV, cache=cache,
+  init = DecodeState(step=jnp.int32(0), logits_RV=tuple(logits), caches=tuple(caches),
                      tokens_RA=jnp.full((R, A), spec.pad_id, jnp.int32),
                      num_tokens_R=jnp.zeros((R,), jnp.int32),
                      stopped_R=jnp.zeros((R,), bool))
