@@ -82,6 +82,8 @@ def main(argv=None):
   out = jax.block_until_ready(call())
   jax_s = time.perf_counter() - t0
   ours = np.asarray(out["tokens_RA"])
+  print(f"ai_jax batched, KV caches: {P * A / jax_s:.1f} tok/s (warm-up call {warm:.1f} s); "
+        "now the reference (batch 1, no cache), one line per prompt", flush=True)
 
   # The reference: transformers + torch, batch 1, the full context every step.
   import torch
@@ -108,6 +110,8 @@ def main(argv=None):
            - ETA * logp(t_expert, n + gen))
       gen.append(int(torch.argmax(s)))
     theirs.append(gen)
+    print(f"  reference prompt {len(theirs)}/{P}: {time.perf_counter() - t0:.0f} s so far",
+          flush=True)
   ref_s = time.perf_counter() - t0
 
   agree = float(np.mean([np.mean(np.asarray(t) == o) for t, o in zip(theirs, ours)]))
