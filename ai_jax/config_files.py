@@ -33,6 +33,16 @@ def load(spec: str):
   return module.get_config(arg) if arg else module.get_config()
 
 
+def sibling(config_file: str, name: str):
+  """The module of the config file <name>.py beside `config_file` (a config's __file__),
+  loaded by path: config files are not an installed package."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+  module_spec = importlib.util.spec_from_file_location(f"_ai_jax_config_{name}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def _node_keys(node) -> list[str]:
   return sorted(node.keys()) if hasattr(node, "keys") else []
 

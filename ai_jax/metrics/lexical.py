@@ -259,6 +259,16 @@ def corpus_distinct_n(texts: Iterable[str], n: int = 2) -> float:
   return unique[n] / words
 
 
+def corpus_unique_ngram_fraction(texts: Iterable[str], n: int = 2) -> float:
+  """Corpus unique n-gram fraction: distinct n-grams / n-grams of the texts pooled into one
+  multiset (1 - SimCTG's rep-n over the corpus)."""
+  n = _positive_int("n", n, "corpus_unique_ngram_fraction")
+  _, unique, totals = _pooled(texts, (n,))
+  if totals[n] == 0:
+    raise registry.Undefined(f"no text has {n} words")
+  return unique[n] / totals[n]
+
+
 def corpus_rep_diversity(texts: Iterable[str]) -> float:
   """Corpus rep-diversity: prod over n = 2..4 of distinct n-grams / n-grams, the n-grams of
   all texts pooled into one multiset, so an n-gram repeated across texts counts as a repeat.

@@ -157,6 +157,70 @@ def _load_builtins() -> None:
     importlib.import_module(module)
 
 
+# --- corpus metrics: one value for a set of texts, against a reference set -----------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusMetric:
+  """`compute(corpus, **options) -> float` over an `ai_jax.metrics.corpus.Corpus` (the
+  texts, the reference texts and, where `needs_embeddings`, both sets' sentence
+  embeddings). A bootstrap interval comes from `corpus.corpus_profile`."""
+  name: str
+  compute: Callable[..., float]
+  higher_means: str
+  version: str
+  needs_reference: bool = False
+  needs_embeddings: bool = False
+  description: str = ""
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __call__(self, corpus) -> float:
+    return float(self.compute(corpus, **self.options))
+
+  def info(self) -> dict:
+    return {"name": self.name, "higher_means": self.higher_means, "version": self.version,
+            "options": {k: _jsonable(v) for k, v in sorted(self.options.items())}}
+
+
+# name -> (fn, CorpusMetric fields other than compute, options and description, defaults)
+_CORPUS: dict[str, tuple[Callable[..., float], dict, dict]] = {}
+_CORPUS_MODULE = "ai_jax.metrics.corpus"
+
+
+def corpus_metric(name: str, *, higher_means: str, version: str, needs_reference: bool = False,
+                  needs_embeddings: bool = False, **defaults):
+  """Registers fn(corpus, **options) -> float as the corpus metric `name`; keyword
+  defaults are the options a config may override."""
+  def wrap(fn):
+    if name in _CORPUS and _CORPUS[name][0] is not fn:
+      raise MetricError(f"corpus metric {name!r} is registered twice")
+    fields = dict(name=name, higher_means=higher_means, version=version,
+                  needs_reference=needs_reference, needs_embeddings=needs_embeddings)
+    _CORPUS[name] = (fn, fields, defaults)
+    return fn
+  return wrap
+
+
+def corpus_names() -> list[str]:
+  importlib.import_module(_CORPUS_MODULE)
+  return sorted(_CORPUS)
+
+
+def get_corpus_metric(name: str, **options) -> CorpusMetric:
+  """The corpus metric `name` with its options (unknown options are an error)."""
+  importlib.import_module(_CORPUS_MODULE)
+  if name not in _CORPUS:
+    raise MetricError(f"unknown corpus metric {name!r}; known corpus metrics: "
+                      f"{', '.join(sorted(_CORPUS))}")
+  fn, fields, defaults = _CORPUS[name]
+  unknown = set(options) - set(defaults)
+  if unknown:
+    raise MetricError(f"corpus metric {name!r} takes options {sorted(defaults)}, got "
+                      f"{sorted(unknown)}")
+  return CorpusMetric(compute=fn, description=_doc(fn), options={**defaults, **options},
+                      **fields)
+
+
 def known_names() -> list[str]:
   _load_builtins()
   return sorted(_FACTORIES)
@@ -214,6 +278,11 @@ def get_scorer(name: str, **options) -> Scorer:
     return _user_scorer(name, options)
   _load_builtins()
   if name not in _FACTORIES:
+    if name in corpus_names():
+      raise MetricError(f"{name!r} is a corpus metric (one value for a set of texts against "
+                        "a reference set), not a per-text scorer: use "
+                        f"ai_jax.metrics.corpus.corpus_profile(texts, reference, "
+                        f"metrics={{{name!r}: {{}}}}, ...)")
     raise MetricError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_FACTORIES))}; "
                       "or name a user function as 'package.module:function'")
   return _FACTORIES[name](**options)

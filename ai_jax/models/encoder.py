@@ -7,6 +7,10 @@ position embeddings and a classifier on the first token. The heads follow transf
   roberta:    classifier.dense + tanh on <s> -> classifier.out_proj (no pooler)
   distilbert: pre_classifier + ReLU on [CLS] -> classifier
 
+`Encoder` stops before the head and returns the last hidden states (for pooled sentence
+embeddings, e.g. `ai_jax.metrics.embedding`); `EncoderClassifier` is it plus the head,
+with the same params at the top of the tree and the head's beside them.
+
 Parameters are a plain pytree (linen); layers are stacked along a leading axis and run
 with `nn.scan` (one compiled layer body, as in `transformer.py`). `params_from_hf` maps a
 transformers state dict (numpy) onto that tree.
@@ -221,34 +225,49 @@ class Layer(nn.Module):
     return x_BTD, None
 
 
-class EncoderClassifier(nn.Module):
-  """`__call__(tokens_BT, mask_BT, token_types_BT=None) -> logits_BC` (float32).
+class Encoder(nn.Module):
+  """`__call__(tokens_BT, mask_BT, token_types_BT=None) -> x_BTD`: the last hidden states
+  (a transformers BertModel's `last_hidden_state`, in the compute dtype), with no head.
 
   mask_BT marks real tokens; rows may be padded on the right with pad_token_id."""
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, tokens_BT, mask_BT, token_types_BT=None):
+    return self.hidden_states(tokens_BT, mask_BT, token_types_BT)
+
+  def hidden_states(self, tokens_BT, mask_BT, token_types_BT=None):
+    # Called from the compact __call__ of this class or a subclass, so its params sit at
+    # the top of the tree whether or not a head follows.
     cfg = self.config
-    dt = cfg.compute_dtype
     D = cfg.hidden_size
     word_VD = _param(self, "word_embed", (cfg.vocab_size, D))
     pos_PD = _param(self, "position_embed", (cfg.max_position_embeddings, D))
     x_BTD = (jnp.take(word_VD, tokens_BT, axis=0, mode="clip")
              + jnp.take(pos_PD, position_ids(cfg, tokens_BT), axis=0, mode="clip"))
     if cfg.type_vocab_size:
-      # Single-text classification: transformers fills missing token types with zeros.
+      # Single-text inputs: transformers fills missing token types with zeros.
       if token_types_BT is None:
         token_types_BT = jnp.zeros_like(tokens_BT)
       type_YD = _param(self, "type_embed", (cfg.type_vocab_size, D))
       x_BTD = x_BTD + jnp.take(type_YD, token_types_BT, axis=0, mode="clip")
-    x_BTD = LayerNorm(cfg.layer_norm_eps, name="embed_norm")(x_BTD).astype(dt)
+    x_BTD = LayerNorm(cfg.layer_norm_eps, name="embed_norm")(x_BTD).astype(cfg.compute_dtype)
 
     layers = nn.scan(Layer, variable_axes={"params": 0}, split_rngs={"params": True},
                      in_axes=(nn.broadcast,), length=cfg.num_layers)(cfg, name="layers")
     x_BTD, _ = layers(x_BTD, mask_BT.astype(bool))
+    return x_BTD
 
-    first_BD = x_BTD[:, 0]
+
+class EncoderClassifier(Encoder):
+  """`__call__(tokens_BT, mask_BT, token_types_BT=None) -> logits_BC` (float32): the
+  Encoder's params plus a classification head on the first token."""
+
+  @nn.compact
+  def __call__(self, tokens_BT, mask_BT, token_types_BT=None):
+    cfg = self.config
+    D = cfg.hidden_size
+    first_BD = self.hidden_states(tokens_BT, mask_BT, token_types_BT)[:, 0]
     if cfg.kind == "bert":
       pooled_BD = jnp.tanh(Dense(D, cfg, name="pooler")(first_BD))
       logits_BC = Dense(cfg.num_labels, cfg, name="classifier")(pooled_BD)
@@ -261,11 +280,11 @@ class EncoderClassifier(nn.Module):
     return logits_BC.astype(jnp.float32)
 
 
-def init_params(config: EncoderConfig, seed: int = 0):
-  """Random parameters, for tests of configs without weights."""
+def init_params(config: EncoderConfig, seed: int = 0, *, head: bool = True):
+  """Random parameters, for tests of configs without weights; head=False: `Encoder`'s."""
   tokens = jnp.zeros((1, 4), jnp.int32)
-  variables = jax.jit(EncoderClassifier(config).init)(jax.random.PRNGKey(seed), tokens,
-                                                       jnp.ones((1, 4), bool))
+  module = EncoderClassifier(config) if head else Encoder(config)
+  variables = jax.jit(module.init)(jax.random.PRNGKey(seed), tokens, jnp.ones((1, 4), bool))
   return variables["params"]
 
 
@@ -301,13 +320,19 @@ def _normalize_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
   return out
 
 
-def params_from_hf(config: EncoderConfig, state_dict: Mapping[str, np.ndarray]) -> dict:
+def params_from_hf(config: EncoderConfig, state_dict: Mapping[str, np.ndarray], *,
+                   head: bool = True) -> dict:
   """Our param tree from a transformers *ForSequenceClassification state dict (numpy).
 
-  Raises ValueError naming the missing tensors (e.g. a bare BertModel without a head)."""
+  head=False: `Encoder`'s params only, from either that or a bare *Model state dict (keys
+  without the "bert." prefix: `embeddings.word_embeddings.weight`, ...); heads and the
+  pooler are ignored. Raises ValueError naming the missing tensors (e.g. a bare BertModel
+  when head=True)."""
   sd = _normalize_keys(state_dict)
   kind = config.kind
   prefix = _PREFIX[kind]
+  if not head and not any(key.startswith(prefix) for key in sd):
+    prefix = ""  # a bare BertModel / RobertaModel / DistilBertModel
   missing: list[str] = []
 
   def get(key, shape=None):
@@ -341,22 +366,26 @@ def params_from_hf(config: EncoderConfig, state_dict: Mapping[str, np.ndarray]) 
         node = node.setdefault(part, {})
       node[path[-1]] = norm(key) if path[-1].endswith("norm") else dense(key)
     per_layer.append(layer)
-  for name, key in _HEAD_KEYS[kind].items():
-    params[name] = dense(key)
+  if head:
+    for name, key in _HEAD_KEYS[kind].items():
+      params[name] = dense(key)
   if missing:
-    raise ValueError(f"the checkpoint lacks {len(missing)} tensors a {kind} sequence "
-                     f"classifier needs, e.g. {missing[:4]}; is it a *ForSequenceClassification "
-                     "checkpoint?")
+    what = "sequence classifier" if head else "encoder"
+    hint = "is it a *ForSequenceClassification checkpoint?" if head else (
+        "is it a checkpoint of this model_type?")
+    raise ValueError(f"the checkpoint lacks {len(missing)} tensors a {kind} {what} needs, "
+                     f"e.g. {missing[:4]}; {hint}")
   params["layers"] = jax.tree.map(lambda *xs: np.stack(xs), *per_layer)
-  _check_shapes(config, params)
+  _check_shapes(config, params, head)
   return params
 
 
-def _check_shapes(config: EncoderConfig, params) -> None:
+def _check_shapes(config: EncoderConfig, params, head: bool) -> None:
   def shapes(tree):
     return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-  got, want = shapes(params), shapes(jax.eval_shape(lambda: init_params(config)))
+  got = shapes(params)
+  want = shapes(jax.eval_shape(lambda: init_params(config, head=head)))
   if got != want:
     bad = [f"{k}: {got.get(k)} != {want.get(k)}" for k in sorted(set(got) | set(want))
            if got.get(k) != want.get(k)]

@@ -15,6 +15,7 @@ folder, so it is cheap to build and to pass around.
     tensorboard/, trained.json (the experiment's "finished" marker)
   ExperimentDir: see experiments/active_inheritance.py's docstring.
   SweepDir: shared/, cells/<cell>/, barriers/, sweep.csv, sweep.md, sweep.png.
+  SteerDir: see ai_jax/experiment/steer.py's docstring.
 """
 
 from __future__ import annotations
@@ -248,6 +249,71 @@ class ExperimentDir:
     """Whether path lies in this run's folder (not in a shared one another run uses)."""
     root = os.path.abspath(self.root)
     return os.path.commonpath([os.path.abspath(path), root]) == root
+
+
+# ------------------------------------------------------------------ STEER experiment
+
+@dataclasses.dataclass(frozen=True)
+class SteerDir:
+  """A STEER experiment run (ai_jax.experiment.steer): per task its data, expert, arms'
+  samples and corpus metrics, then one report."""
+  root: str
+
+  def data(self, task: str, part: str) -> str:
+    """A task's data set `part` (real_train, real_reference, expert_train, generate)."""
+    return _join(self.root, "data", task, f"{part}.jsonl")
+
+  def expert(self, task: str) -> TrainDir:
+    return TrainDir(_join(self.root, "experts", task))
+
+  @property
+  def experts_root(self) -> str:
+    return _join(self.root, "experts")
+
+  def arm(self, task: str, arm: str) -> StageDir:
+    return StageDir(_join(self.root, "samples", task, arm))
+
+  @property
+  def samples_root(self) -> str:
+    return _join(self.root, "samples")
+
+  def metrics(self, task: str) -> str:
+    """arm -> corpus metric -> {value, low, high}, with what they were computed over."""
+    return _join(self.root, "metrics", f"{task}.json")
+
+  @property
+  def metrics_root(self) -> str:
+    return _join(self.root, "metrics")
+
+  @property
+  def data_root(self) -> str:
+    return _join(self.root, "data")
+
+  @property
+  def config(self) -> str:
+    return _join(self.root, "experiment_config.json")
+
+  @property
+  def stage_seconds(self) -> str:
+    return _join(self.root, "stages.json")
+
+  @property
+  def summary(self) -> str:
+    return _join(self.root, "summary.json")
+
+  @property
+  def report(self) -> str:
+    return _join(self.root, "report.md")
+
+  @property
+  def plots(self) -> str:
+    return _join(self.root, "plots")
+
+  def plot(self, task: str, kind: str) -> str:
+    return _join(self.root, "plots", f"{task}_{kind}.png")
+
+  def relative(self, path: str) -> str:
+    return os.path.relpath(path, self.root)
 
 
 # ------------------------------------------------------------------ sweep

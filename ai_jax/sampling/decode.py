@@ -78,8 +78,8 @@ def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              spec: DecodeSpec, strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples J continuations of each of B left-padded prompts; returns arrays per row."""
   return generate_streams((params,), (tokens_BT,), (mask_BT,), prompt_hash_B, seed,
-                          first_sample, configs=(config,), streams=(Stream(),), spec=spec,
-                          strategy=strategy, processor=processors.FirstStream(), mesh=mesh)
+                          first_sample, processors.FirstStream(), configs=(config,),
+                          streams=(Stream(),), spec=spec, strategy=strategy, mesh=mesh)
 
 
 def _prefill(params, tokens_BT, mask_BT, config, R: int, A: int, mesh):
@@ -107,17 +107,18 @@ def _prefill(params, tokens_BT, mask_BT, config, R: int, A: int, mesh):
           first_slot, prompt_len_B)
 
 
-def generate_streams(params, tokens, masks, prompt_hash_B, seed, first_sample=0, *,
+def generate_streams(params, tokens, masks, prompt_hash_B, seed, first_sample=0,
+                     processor: Callable = processors.FirstStream(), *,
                      configs: tuple, streams: tuple[Stream, ...], spec: DecodeSpec,
-                     strategy: Callable, processor: Callable,
-                     mesh: Mesh | None = None) -> dict[str, Any]:
+                     strategy: Callable, mesh: Mesh | None = None) -> dict[str, Any]:
   """Samples J continuations of each of B prompts with several streams in lock-step.
 
   params / configs: one per model; tokens / masks: one left-padded batch per stream ([B, T]
   or, for a per-row stream, [R, T], R = B * J). Each stream prefills its own prompts and
   keeps its own KV cache; at every step `processor(logits per stream)` gives the logits
   `strategy` samples the next token from, which every stream then reads. With one stream
-  and `FirstStream` this is the plain decoder.
+  and `FirstStream` this is the plain decoder. The processor is a pytree argument, so its
+  weights (gamma, eta, a guidance scale) are traced, not compiled in.
   """
   if len(streams) != processor.num_streams:
     raise ValueError(f"{type(processor).__name__} reads {processor.num_streams} streams, "
@@ -175,19 +176,40 @@ def generate_streams(params, tokens, masks, prompt_hash_B, seed, first_sample=0,
           "stopped_R": final.stopped_R, "prompt_len_B": prompt_len_B}
 
 
-@functools.lru_cache(maxsize=64)
-def compiled_generate(config: models.ModelConfig, spec: DecodeSpec, strategy,
-                      mesh: Mesh | None):
-  """One jitted generate per (config, spec, strategy, mesh); shapes add their own entries."""
-  fn = functools.partial(generate, config=config, spec=spec, strategy=strategy, mesh=mesh)
+def _jit(fn, mesh: Mesh | None, num_streams: int | None):
+  """jit with the batch split over the mesh's data axis (num_streams None: one stream's
+  arrays, not tuples of them)."""
   if mesh is None:
     return jax.jit(fn)
   batch = mesh_lib.batch_sharding(mesh, 2)
   vec = mesh_lib.batch_sharding(mesh, 1)
   out = {"tokens_RA": batch, "num_tokens_R": vec, "stopped_R": vec, "prompt_len_B": vec}
   rep = mesh_lib.replicated(mesh)
-  return jax.jit(fn, in_shardings=(None, batch, batch, vec, rep, rep),
+  if num_streams is None:
+    return jax.jit(fn, in_shardings=(None, batch, batch, vec, rep, rep), out_shardings=out)
+  prompts = (batch,) * num_streams
+  # The last argument is the processor (a pytree of its weights), replicated.
+  return jax.jit(fn, in_shardings=(None, prompts, prompts, vec, rep, rep, rep),
                  out_shardings=out)
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_generate(config: models.ModelConfig, spec: DecodeSpec, strategy,
+                      mesh: Mesh | None):
+  """One jitted generate per (config, spec, strategy, mesh); shapes add their own entries."""
+  return _jit(functools.partial(generate, config=config, spec=spec, strategy=strategy,
+                                mesh=mesh), mesh, None)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_generate_streams(configs: tuple, streams: tuple[Stream, ...], spec: DecodeSpec,
+                              strategy, processor_type: type, mesh: Mesh | None):
+  """One jitted generate_streams per (configs, streams, spec, strategy, processor type,
+  mesh): call it as fn(params, tokens, masks, hashes, seed, first_sample, processor), so
+  processors of one type with other weights share the compiled program."""
+  del processor_type  # part of the cache key: a new type is a new program anyway
+  return _jit(functools.partial(generate_streams, configs=configs, streams=streams, spec=spec,
+                                strategy=strategy, mesh=mesh), mesh, len(streams))
 
 
 def forward_logits(params, tokens_BT, *, config: models.ModelConfig, mask_BT=None):

@@ -1,29 +1,36 @@
-"""Logits processors over several model streams, as frozen dataclasses:
+"""Logits processors over several model streams, as immutable dataclasses:
 `processor(logits per stream) -> logits_RV` that the strategy then samples from.
 
-A stream is one model reading one prompt (`sampling/streams.py`); every stream of a decode
+A stream is one model reading one prompt (`decode.Stream`); every stream of a decode
 sees the same generated tokens. A processor's fields are its settings, so they can enter a
 run's fingerprint (`settings()`), and `num_streams` says how many streams it reads, in
 the order the decoder builds them.
+
+Processors are pytrees (flax.struct) whose fields are leaves: the jitted decoder takes the
+processor as an argument, so a sweep over gamma and eta compiles once per processor type.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 
-def _check_weight(name: str, value) -> float:
+def _check_weight(name: str, value):
+  """A Python number must be finite and >= 0; arrays and tracers (the pytree rebuilt
+  inside jit) pass as they are."""
+  if isinstance(value, (jax.Array, jax.core.Tracer)) or hasattr(value, "dtype"):
+    return value
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
       value) or value < 0:
     raise ValueError(f"{name} must be a number >= 0, got {value!r}")
   return float(value)
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class FirstStream:
   """The plain decoder: the one stream's logits as they are."""
   num_streams = 1
@@ -35,7 +42,7 @@ class FirstStream:
     return {"name": "plain"}
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Steer:
   """STEER (O'Neill et al. 2023, arXiv 2308.07645), streams (expert on the prompt, base on
   the prompt, expert on the negative prompt):
@@ -59,10 +66,10 @@ class Steer:
     return jax.nn.log_softmax(scores, axis=-1)
 
   def settings(self) -> dict:
-    return {"name": "steer", "gamma": self.gamma, "eta": self.eta}
+    return {"name": "steer", "gamma": float(self.gamma), "eta": float(self.eta)}
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class ClassifierFreeGuidance:
   """Classifier-free guidance for language models (Sanchez et al. 2023, arXiv 2306.17806),
   streams (the model on the prompt, the same model on the unconditional prompt):
@@ -81,4 +88,4 @@ class ClassifierFreeGuidance:
     return jax.nn.log_softmax(uncond + self.scale * (cond - uncond), axis=-1)
 
   def settings(self) -> dict:
-    return {"name": "cfg", "scale": self.scale}
+    return {"name": "cfg", "scale": float(self.scale)}

@@ -51,6 +51,18 @@ class SamplingOptions:
       raise ValueError(f"too_long={self.too_long!r}; choose one of {TOO_LONG_POLICIES}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Guidance:
+  """A decoder over several model streams (`decode.generate_streams`): `processor` turns
+  the streams' logits into the logits the strategy samples from. `models[i]` is stream
+  model i (0: the teacher being sampled); a per-prompt stream reads the prompt, a per-row
+  stream the ids `row_prompt(prompt_id, sample_index) -> (ids, record fields)` gives."""
+  processor: Callable
+  streams: tuple[decode.Stream, ...]
+  models: tuple
+  row_prompt: Callable[[str, int], tuple[list[int], dict]] | None = None
+
+
 def prompt_hash(prompt_id: str) -> int:
   """Stable 32-bit hash of a prompt id (Python's hash() is salted per process)."""
   return int.from_bytes(hashlib.blake2b(str(prompt_id).encode(), digest_size=4).digest(),
@@ -95,7 +107,8 @@ def _encode_all(model, prompts: Sequence[dict], options: SamplingOptions) -> lis
   return encoded
 
 
-def _records_for(e: _Encoded, options: SamplingOptions, rows: dict | None, tok) -> list[dict]:
+def _records_for(e: _Encoded, options: SamplingOptions, rows: dict | None, tok,
+                 row_info: Sequence[dict] | None = None) -> list[dict]:
   out = []
   for j in range(options.num_samples):
     rec: dict[str, Any] = {"prompt_id": e.prompt_id,
@@ -113,6 +126,8 @@ def _records_for(e: _Encoded, options: SamplingOptions, rows: dict | None, tok) 
       rec["prompt_truncated_tokens"] = e.truncated
     if options.return_token_ids:
       rec["token_ids"] = ids
+    if row_info is not None:
+      rec.update(row_info[j])
     out.append(rec)
   return out
 
@@ -135,9 +150,20 @@ def _normalise_prompts(prompts) -> list[dict]:
   return out
 
 
-def iter_sample_batches(model, prompts, options: SamplingOptions
+def _left_padded(rows: Sequence[list[int]], T: int, pad_id: int):
+  tokens = np.full((len(rows), T), pad_id, np.int32)
+  mask = np.zeros((len(rows), T), bool)
+  for i, ids in enumerate(rows):
+    tokens[i, T - len(ids):] = ids
+    mask[i, T - len(ids):] = True
+  return tokens, mask
+
+
+def iter_sample_batches(model, prompts, options: SamplingOptions,
+                        guidance: Guidance | None = None
                         ) -> Iterator[tuple[int, list[dict]]]:
-  """Yields (prompts_done_in_batch, records) per batch; batches group similar lengths."""
+  """Yields (prompts_done_in_batch, records) per batch; batches group similar lengths.
+  With `guidance` the batch decodes over its streams (model is then guidance.models[0])."""
   prompts = _normalise_prompts(prompts)
   encoded = _encode_all(model, prompts, options)
   tok = model.tokenizer
@@ -151,26 +177,46 @@ def iter_sample_batches(model, prompts, options: SamplingOptions
   spec = decode.DecodeSpec(num_samples=options.num_samples,
                            max_new_tokens=options.max_new_tokens,
                            stop_ids=tuple(sorted(tok.stop_ids)), pad_id=int(tok.pad_id))
-  fn = decode.compiled_generate(model.config, spec, options.strategy, mesh)
+  if guidance is None:
+    fn = decode.compiled_generate(model.config, spec, options.strategy, mesh)
+    params: Any = model.params
+  else:
+    fn = decode.compiled_generate_streams(
+        tuple(m.config for m in guidance.models), guidance.streams, spec, options.strategy,
+        type(guidance.processor), mesh)
+    params = tuple(m.params for m in guidance.models)
   J = options.num_samples
   for start in range(0, len(todo), B):
     batch = todo[start:start + B]
+    # Filler rows (copies of the first prompt) fill the batch; they are dropped below.
+    full = [batch[b] if b < len(batch) else batch[0] for b in range(B)]
     T = bucket_length(max(len(e.ids) for e in batch), options.min_prompt_bucket)
-    tokens_BT = np.full((B, T), tok.pad_id, np.int32)
-    mask_BT = np.zeros((B, T), bool)
-    hashes_B = np.zeros((B,), np.uint32)
-    for b in range(B):
-      e = batch[b] if b < len(batch) else batch[0]  # filler rows are dropped below
-      tokens_BT[b, T - len(e.ids):] = e.ids
-      mask_BT[b, T - len(e.ids):] = True
-      hashes_B[b] = prompt_hash(e.prompt_id)
-    out = fn(model.params, tokens_BT, mask_BT, hashes_B, np.int32(options.seed),
-             np.int32(options.first_sample_index))
+    tokens_BT, mask_BT = _left_padded([e.ids for e in full], T, tok.pad_id)
+    hashes_B = np.asarray([prompt_hash(e.prompt_id) for e in full], np.uint32)
+    seed, first = np.int32(options.seed), np.int32(options.first_sample_index)
+    row_info = None
+    if guidance is None:
+      out = fn(params, tokens_BT, mask_BT, hashes_B, seed, first)
+    else:
+      tokens, masks = [], []
+      if any(s.per_row for s in guidance.streams):
+        rows = [guidance.row_prompt(e.prompt_id, options.first_sample_index + j)
+                for e in full for j in range(J)]
+        row_info = [info for _, info in rows]
+        row_T = bucket_length(max(len(ids) for ids, _ in rows), options.min_prompt_bucket)
+        per_row = _left_padded([ids for ids, _ in rows], row_T, tok.pad_id)
+      for stream in guidance.streams:
+        t, m = per_row if stream.per_row else (tokens_BT, mask_BT)
+        tokens.append(t)
+        masks.append(m)
+      out = fn(params, tuple(tokens), tuple(masks), hashes_B, seed, first, guidance.processor)
     out = jax.device_get(out)
     records = []
     for b, e in enumerate(batch):
-      rows = {k: out[k][b * J:(b + 1) * J] for k in ("tokens_RA", "num_tokens_R", "stopped_R")}
-      records.extend(_records_for(e, options, rows, tok))
+      rows_b = {k: out[k][b * J:(b + 1) * J] for k in ("tokens_RA", "num_tokens_R",
+                                                        "stopped_R")}
+      info_b = None if row_info is None else row_info[b * J:(b + 1) * J]
+      records.extend(_records_for(e, options, rows_b, tok, info_b))
     yield len(batch), records
 
 

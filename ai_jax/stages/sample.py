@@ -59,28 +59,36 @@ class SampleSettings:
   options: Any                   # sampling.SamplingOptions built from them
   records_per_shard: int
   host: tuple[int, int]          # (index, num_hosts)
+  steer: Any = None              # sampling.steer.SteerSettings with decoder "steer"
 
 
 def settings(config) -> SampleSettings:
   """Validates the config cheaply (no weights) and resolves it."""
   from ai_jax import loading
+  from ai_jax.sampling import steer
   model_path = loading.resolve_model_path(config.model.path or None)
   return SampleSettings(
       model_path=model_path, teacher=teacher_name(config.model.name, model_path),
       dtype=config.model.dtype, mesh_shape=tuple(config.mesh_shape),
       prompts=dict(config.prompts.to_dict()), sampling=dict(config.sampling.to_dict()),
       options=options_from_config(config),
-      records_per_shard=int(config.output.records_per_shard), host=hosts.host_of(config))
+      records_per_shard=int(config.output.records_per_shard), host=hosts.host_of(config),
+      steer=steer.settings_from_config(config))
 
 
-def output_fields(s: SampleSettings, model_identity: dict) -> dict:
+def output_fields(s: SampleSettings, model_identity: dict, decoder: dict | None = None
+                  ) -> dict:
   """What decides the records' contents. k, the prompt list, batch size, prompt buckets and
   mesh are left out: they decide how much is sampled and how fast, not what a given
-  (prompt, sample_index) gets."""
-  return {"model": model_identity, "dtype": s.dtype,
-          "sampling": {k: s.sampling[k] for k in ("max_new_tokens", "temperature", "top_k",
-                                                   "top_p", "seed", "too_long",
-                                                   "chat_template")}}
+  (prompt, sample_index) gets. `decoder`: a guided decoder's settings (absent for the
+  plain one, so plain runs keep their fingerprints)."""
+  fields = {"model": model_identity, "dtype": s.dtype,
+            "sampling": {k: s.sampling[k] for k in ("max_new_tokens", "temperature", "top_k",
+                                                     "top_p", "seed", "too_long",
+                                                     "chat_template")}}
+  if decoder is not None:
+    fields["decoder"] = decoder
+  return fields
 
 
 def load_prompts(s: SampleSettings):
@@ -128,6 +136,32 @@ def _missing(store: RecordStore, prompts, teacher: str, k: int) -> dict[int, lis
   return groups
 
 
+def _rounds(s: SampleSettings, store: RecordStore, prompts, teacher: str, real, model, base):
+  """(prompts, guidance) per round: one round of all prompts for the plain decoder; for
+  STEER, rounds of steer.round_prompts in input order, each with the pool of real examples
+  and the samples stored for the rounds before it (read when the round starts)."""
+  if s.steer is None:
+    yield prompts, None
+    return
+  from ai_jax.sampling import steer
+  done: list[dict] = []
+  for round_prompts in steer.rounds(prompts, s.steer.round_prompts):
+    if done:
+      earlier = {p["prompt_id"]: i for i, p in enumerate(done)}
+      found: dict = {}
+      for r in iter_records(store.folder):
+        if (r.get("teacher") == teacher and r["prompt_id"] in earlier
+            and r["finish_reason"] != layout.FINISH_PROMPT_TOO_LONG):
+          found.setdefault((earlier[r["prompt_id"]], r["sample_index"]), r["text"])
+      synthetic = tuple((done[i]["prompt_id"], j, text)
+                        for (i, j), text in sorted(found.items()))
+    else:
+      synthetic = ()
+    pool = steer.NegativePool(real=tuple(real), synthetic=synthetic)
+    yield round_prompts, steer.streams(s.steer, model, base, pool, s.options)
+    done.extend(round_prompts)
+
+
 def summarize(folder: str, teacher: str, prompt_ids: set, k: int) -> dict:
   reasons, new_tokens, truncated, records = collections.Counter(), 0, 0, 0
   for r in iter_records(folder):
@@ -155,7 +189,13 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   s = settings(config)
   options, model_path, teacher = s.options, s.model_path, s.teacher
   prompts = load_prompts(s)
-  fields = output_fields(s, loading.model_identity(model_path))
+  real = decoder = None
+  if s.steer is not None:
+    from ai_jax.sampling import steer
+    real = steer.load_real(s.steer)
+    steer.check_tokenizers(model_path, s.steer.base_path)
+    decoder = steer.fingerprint_fields(s.steer, real)
+  fields = output_fields(s, loading.model_identity(model_path), decoder)
   run_dir = layout.StageDir(workdir)
   out_dir = run_dir.samples
   if overwrite and os.path.isdir(out_dir):
@@ -178,19 +218,23 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
   if todo:
     t0 = time.time()
     model = loading.load_model(model_path, dtype=s.dtype, mesh_shape=s.mesh_shape)
+    base = (None if s.steer is None else
+            loading.load_model(s.steer.base_path, dtype=s.dtype, mesh=model.mesh))
     load_s = time.time() - t0
     t1 = time.time()
     with tqdm(total=todo, unit="prompt", desc="sampling", dynamic_ncols=True) as bar:
-      for first, group in sorted(groups.items()):
-        opts = dataclasses.replace(options, num_samples=options.num_samples - first,
-                                   first_sample_index=first)
-        for done, records in sampler.iter_sample_batches(model, group, opts):
-          for r in records:
-            r["teacher"] = teacher
-          written += store.append(records)
-          new_tokens += sum(r["num_tokens"] for r in records)
-          bar.update(done)
-          bar.set_postfix(tok_s=f"{new_tokens / max(time.time() - t1, 1e-9):.0f}")
+      for round_prompts, guidance in _rounds(s, store, prompts, teacher, real, model, base):
+        for first, group in sorted(_missing(store, round_prompts, teacher,
+                                            options.num_samples).items()):
+          opts = dataclasses.replace(options, num_samples=options.num_samples - first,
+                                     first_sample_index=first)
+          for done, records in sampler.iter_sample_batches(model, group, opts, guidance):
+            for r in records:
+              r["teacher"] = teacher
+            written += store.append(records)
+            new_tokens += sum(r["num_tokens"] for r in records)
+            bar.update(done)
+            bar.set_postfix(tok_s=f"{new_tokens / max(time.time() - t1, 1e-9):.0f}")
     sample_s = time.time() - t1
   summary = {
       "model": model_path, "teacher": teacher, "num_prompts": len(prompts),
