@@ -82,7 +82,9 @@ def tradeoff_png(task: str, arms: Mapping[str, Mapping], x: str, y: str) -> byte
     def err(m):
       if m.get("low") is None or m.get("high") is None:
         return None
-      return [[m["value"] - m["low"]], [m["high"] - m["value"]]]
+      # A percentile interval need not hold the point value (a skewed resampling
+      # distribution, e.g. MAUVE's): the whisker then stops at the point.
+      return [[max(0.0, m["value"] - m["low"])], [max(0.0, m["high"] - m["value"])]]
     ax.errorbar([mx["value"]], [my["value"]], xerr=err(mx), yerr=err(my), fmt="o",
                 color=colors[name], capsize=3, label=name)
     ax.annotate(name, (mx["value"], my["value"]), textcoords="offset points", xytext=(4, 4),
