@@ -2,7 +2,6 @@
 of each stage config, changed alone, reaches the resolved stage configs or is refused by
 name; keys the experiment sets itself and keys that do not exist are refused in one line."""
 
-import copy
 import dataclasses
 import os
 import subprocess
@@ -17,6 +16,8 @@ from ai_jax.stages import sample as sample_stage
 from ai_jax.stages import score as score_stage
 from ai_jax.stages import select as select_stage
 from ai_jax.training import trainer
+from config_leaves import assert_every_leaf_reaches
+from config_leaves import leaves as _leaves
 from conftest import requires_embedded, subprocess_env
 from configs import active_inheritance as ai_config
 from configs import sample as sample_config
@@ -27,67 +28,9 @@ from configs import train as train_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _leaves(d: dict, prefix: str = ""):
-  for k, v in d.items():
-    if isinstance(v, dict) and v:
-      yield from _leaves(v, f"{prefix}{k}.")
-    else:
-      yield f"{prefix}{k}", v
-
-
-def _changed(value):
-  """Another value of the same type (what a user's override would be)."""
-  if isinstance(value, bool):
-    return not value
-  if isinstance(value, int):
-    return value + 1
-  if isinstance(value, float):
-    return value * 0.5 + 0.01
-  if isinstance(value, str):
-    return value + "_x"
-  if isinstance(value, (tuple, list)):
-    if not value:
-      return ("length_words",)
-    if all(isinstance(v, str) for v in value):
-      return tuple(value[:-1]) if len(value) > 1 else tuple(value) + ("length_chars",)
-    return tuple(value[:-1]) + (value[-1] + 1,)
-  if isinstance(value, dict):  # an empty section, e.g. select's arms
-    return {"extra": {"name": "first"}}
-  raise TypeError(f"no change rule for {value!r}")
-
-
-def _set(config, key: str, value):
-  config = copy.deepcopy(config)
-  *parents, leaf = key.split(".")
-  node = config
-  for part in parents:
-    node = node[part]
-  with node.ignore_type():
-    node[leaf] = value
-  return config
-
-
-def _names_it(message: str, key: str) -> bool:
-  """The refusal names the key, its section, or its own name (an arm, a teacher)."""
-  parts = key.split(".")
-  candidates = {key, parts[-1]} | {"config." + ".".join(parts[:i]) for i in range(1, len(parts))}
-  return any(c in message for c in candidates)
-
-
 def _walk(config, resolve, errors, tmp_path):
-  base = resolve(config, tmp_path)
-  dropped, unnamed = [], []
-  for key, value in _leaves(config.to_dict()):
-    try:
-      got = resolve(_set(config, key, _changed(value)), tmp_path)
-    except errors as e:
-      if not _names_it(str(e), key):
-        unnamed.append(f"{key}: {e}")
-      continue
-    if got == base:
-      dropped.append(key)
-  assert not dropped, f"accepted and dropped: {dropped}"
-  assert not unnamed, f"refused without naming the key: {unnamed}"
+  assert_every_leaf_reaches(config, lambda c: resolve(c, tmp_path), errors,
+                            section_prefix="config.")
 
 
 # ---------------------------------------------------------------- the experiment

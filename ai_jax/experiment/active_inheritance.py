@@ -27,17 +27,14 @@ order, and --overwrite deletes what they own.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import time
-from typing import Callable
 
 from ai_jax.experiment.plan import (BASELINE_ARMS, ExperimentConfigError, Plan,  # noqa: F401
                                     copy_config, fail, plan)
-from ai_jax.run import layout
+from ai_jax.experiment.stages import Stage, check_stage_names, run_experiment
 from ai_jax.store.atomic import read_json, write_json_atomic, write_jsonl_atomic
 
 # --------------------------------------------------------------------------- stages
@@ -178,15 +175,6 @@ def stage_report(plan_: Plan) -> dict:
   return {"files": files}
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """One step of the experiment: its function and the outputs it owns (what --overwrite
-  deletes), as functions of the run's folders."""
-  name: str
-  run: Callable[[Plan], object]
-  owns: Callable[[layout.ExperimentDir], tuple[str, ...]]
-
-
 # The experiment, in order. Adding a stage is one entry here.
 STAGES = (
     Stage("sample", stage_sample, lambda d: (d.teacher.samples, d.teacher.sample_config)),
@@ -205,26 +193,9 @@ def run(config, workdir: str, overwrite: bool = False,
         stages: tuple[str, ...] = STAGE_NAMES) -> dict:
   """Runs (or resumes) the experiment; returns summary.json's contents (or, without the
   report stage, the last stage's result)."""
-  unknown = [s for s in stages if s not in STAGE_NAMES]
-  if unknown:
-    fail(f"unknown stages {unknown}; stages are {', '.join(STAGE_NAMES)}")
+  check_stage_names(stages, STAGES)
   plan_ = plan(config, workdir)  # everything cheap is checked before any compute
-  dirs = plan_.dirs
-  if overwrite:  # what a shared folder holds (a sweep's) other runs still use
-    for path in filter(dirs.is_own, (dirs.prompts_root, dirs.stage_seconds,
-                                      *(p for stage in STAGES for p in stage.owns(dirs)))):
-      shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
-  os.makedirs(workdir, exist_ok=True)
-  write_json_atomic(dirs.config, config.to_dict())
-  stage_prompts(plan_)
-  seconds = read_json(dirs.stage_seconds, {})
-  result = {}
-  for stage in STAGES:
-    if stage.name not in stages:
-      continue
-    t0 = time.time()
-    result = stage.run(plan_)
-    # Summed over every run of the experiment, resumed ones included.
-    seconds[stage.name] = round(seconds.get(stage.name, 0.0) + time.time() - t0, 2)
-    write_json_atomic(dirs.stage_seconds, seconds)
-  return read_json(dirs.summary) if "report" in stages else result
+  # What a shared folder holds (a sweep's) other runs still use: --overwrite keeps it.
+  return run_experiment(STAGES, stages, plan_, config.to_dict(), overwrite,
+                        may_remove=plan_.dirs.is_own, also_owned=(plan_.dirs.prompts_root,),
+                        before=stage_prompts)

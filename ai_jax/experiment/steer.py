@@ -28,13 +28,12 @@ import hashlib
 import json
 import os
 import shutil
-import time
-from typing import Callable
 
 import ml_collections
 import numpy as np
 
 from ai_jax.experiment.plan import ExperimentConfigError, copy_config, fail
+from ai_jax.experiment.stages import Stage, check_stage_names, run_experiment
 from ai_jax.run import layout
 from ai_jax.store.atomic import read_json, write_json_atomic, write_jsonl_atomic
 
@@ -328,13 +327,6 @@ def stage_report(p: SteerPlan) -> dict:
   return {"files": files}
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  name: str
-  run: Callable[[SteerPlan], object]
-  owns: Callable[[layout.SteerDir], tuple[str, ...]]
-
-
 STAGES = (
     Stage("data", stage_data, lambda d: (d.data_root,)),
     Stage("expert", stage_expert, lambda d: (d.experts_root,)),
@@ -349,25 +341,9 @@ def run(config, workdir: str, overwrite: bool = False,
         stages: tuple[str, ...] = STAGE_NAMES) -> dict:
   """Runs (or resumes) the experiment; returns summary.json's contents (or, without the
   report stage, the last stage's result)."""
-  unknown = [s for s in stages if s not in STAGE_NAMES]
-  if unknown:
-    fail(f"unknown stages {unknown}; stages are {', '.join(STAGE_NAMES)}")
+  check_stage_names(stages, STAGES)
   p = plan(config, workdir)
-  if overwrite:
-    for path in (p.dirs.stage_seconds, *(x for s in STAGES for x in s.owns(p.dirs))):
-      shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
-  os.makedirs(workdir, exist_ok=True)
-  write_json_atomic(p.dirs.config, json.loads(json.dumps(config.to_dict())))
-  seconds = read_json(p.dirs.stage_seconds, {})
-  result: object = {}
-  for stage in STAGES:
-    if stage.name not in stages:
-      continue
-    t0 = time.time()
-    result = stage.run(p)
-    seconds[stage.name] = round(seconds.get(stage.name, 0.0) + time.time() - t0, 2)
-    write_json_atomic(p.dirs.stage_seconds, seconds)
-  return read_json(p.dirs.summary) if "report" in stages else result
+  return run_experiment(STAGES, stages, p, json.loads(json.dumps(config.to_dict())), overwrite)
 
 
 __all__ = ["ExperimentConfigError", "GOVERNED", "STAGE_NAMES", "plan", "run"]

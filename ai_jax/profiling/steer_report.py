@@ -107,7 +107,9 @@ def write_report(summary: Mapping, dirs: layout.SteerDir) -> list[str]:
            f"at most {summary['sampling']['max_new_tokens']} new tokens); STEER's negative "
            f"prompts hold {summary['num_negatives']} examples each. Metrics compare each "
            "arm's examples with the task's held-out real ones; intervals are 95% bootstrap "
-           "intervals over the arm's examples (ai_jax.metrics.corpus).", ""]
+           "intervals over the arm's examples (ai_jax.metrics.corpus). `words` is the "
+           "examples' mean length; `cut` the share that max_new_tokens cut, which stay in "
+           "the metrics as they are (every arm has the same token budget).", ""]
   for task, t in summary["tasks"].items():
     lines += [f"## {task}", "", f"Instruction: \"{t['instruction']}\" Real data: "
               f"`{t['real_path']}` ({t['num_train']} for the expert and the negative pool, "
@@ -124,7 +126,8 @@ def write_report(summary: Mapping, dirs: layout.SteerDir) -> list[str]:
       lines += [f"![{task}: {y} vs {x}]({dirs.relative(path)})", ""]
   lines += ["## Wall time", "", "| stage | seconds |", "|---|---|",
             *(f"| {k} | {v:.1f} |" for k, v in summary["stage_seconds"].items()),
-            f"| total | {summary['wall_seconds']:.1f} |", ""]
+            f"| total | {summary['wall_seconds']:.1f} |", "",
+            "The report stage's own time is added to stages.json after it ends.", ""]
   write_text_atomic(dirs.report, "\n".join(lines))
   files.insert(0, dirs.report)
   return files

@@ -151,11 +151,41 @@ class TrainDir:
 # ------------------------------------------------------------------ experiment
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentDir:
+class _ExperimentOutputs:
+  """What every experiment writes in its own folder `root`: the resolved config, each
+  stage's wall time, the summary, the report and its plots."""
+  root: str
+
+  @property
+  def config(self) -> str:
+    return _join(self.root, "experiment_config.json")
+
+  @property
+  def stage_seconds(self) -> str:
+    return _join(self.root, "stages.json")
+
+  @property
+  def summary(self) -> str:
+    return _join(self.root, "summary.json")
+
+  @property
+  def report(self) -> str:
+    return _join(self.root, "report.md")
+
+  @property
+  def plots(self) -> str:
+    return _join(self.root, "plots")
+
+  def relative(self, path: str) -> str:
+    """path relative to the run folder (how report.md links its files)."""
+    return os.path.relpath(path, self.root)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentDir(_ExperimentOutputs):
   """An active-inheritance run: its own outputs under `root`, what runs may share under
   `shared_root` (a sweep points every cell at one folder), and what one host of a
   multi-host run writes alone under shared_root/host-<index>/."""
-  root: str
   shared_root: str = ""
   host_index: int = 0
   num_hosts: int = 1
@@ -217,33 +247,9 @@ class ExperimentDir:
     return SelectionDir(_join(self.root, "selection"))
 
   @property
-  def config(self) -> str:
-    return _join(self.root, "experiment_config.json")
-
-  @property
   def arms(self) -> str:
     """arm -> {student, export, train}: which trained student each arm is."""
     return _join(self.root, "arms.json")
-
-  @property
-  def stage_seconds(self) -> str:
-    return _join(self.root, "stages.json")
-
-  @property
-  def summary(self) -> str:
-    return _join(self.root, "summary.json")
-
-  @property
-  def report(self) -> str:
-    return _join(self.root, "report.md")
-
-  @property
-  def plots(self) -> str:
-    return _join(self.root, "plots")
-
-  def relative(self, path: str) -> str:
-    """path relative to the run folder (how report.md links its files)."""
-    return os.path.relpath(path, self.root)
 
   def is_own(self, path: str) -> bool:
     """Whether path lies in this run's folder (not in a shared one another run uses)."""
@@ -254,10 +260,9 @@ class ExperimentDir:
 # ------------------------------------------------------------------ STEER experiment
 
 @dataclasses.dataclass(frozen=True)
-class SteerDir:
+class SteerDir(_ExperimentOutputs):
   """A STEER experiment run (ai_jax.experiment.steer): per task its data, expert, arms'
   samples and corpus metrics, then one report."""
-  root: str
 
   def data(self, task: str, part: str) -> str:
     """A task's data set `part` (real_train, real_reference, expert_train, generate)."""
@@ -289,31 +294,8 @@ class SteerDir:
   def data_root(self) -> str:
     return _join(self.root, "data")
 
-  @property
-  def config(self) -> str:
-    return _join(self.root, "experiment_config.json")
-
-  @property
-  def stage_seconds(self) -> str:
-    return _join(self.root, "stages.json")
-
-  @property
-  def summary(self) -> str:
-    return _join(self.root, "summary.json")
-
-  @property
-  def report(self) -> str:
-    return _join(self.root, "report.md")
-
-  @property
-  def plots(self) -> str:
-    return _join(self.root, "plots")
-
   def plot(self, task: str, kind: str) -> str:
     return _join(self.root, "plots", f"{task}_{kind}.png")
-
-  def relative(self, path: str) -> str:
-    return os.path.relpath(path, self.root)
 
 
 # ------------------------------------------------------------------ sweep
