@@ -1,0 +1,209 @@
+"""Batched log-likelihood of (context, continuation) pairs: the scorer of every profile suite.
+
+A group is one context and its J options (continuations). Each batch prefills its P
+contexts once; the options then read their context's cache as a shared prefix (as a
+prompt's k samples do when sampling) and run as R = P * J rows of A continuation tokens.
+So a BBQ passage shared by its three answers is computed once, not three times.
+
+Shapes (docs/glossary.md): P contexts, J options per context, R = P * J scored rows,
+T bucketed context length (left-padded), A bucketed continuation length (right-padded),
+V vocabulary.
+
+Tokenisation follows lm-eval-harness: the continuation's ids are those of
+`context + continuation` after the context's own ids, and a context's trailing spaces move
+to the continuation, so the pair tokenises as the whole text would. An empty context is the
+tokenizer's BOS (or, without one, its EOS), as lm-eval scores a sentence on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from ai_jax import models
+from ai_jax.buckets import bucket_length
+from ai_jax.sharding import mesh as mesh_lib
+
+TOO_LONG_POLICIES = ("skip", "truncate", "error")
+
+
+class ItemTooLongError(ValueError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One context and its options, as token ids (`encode_group` makes one from text)."""
+  context: tuple[int, ...]
+  options: tuple[tuple[int, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringOptions:
+  batch_tokens: int = 2048        # R * A per batch: bounds the [R, A, V] logits in memory
+  max_contexts: int = 32          # P per batch
+  min_bucket: int = 16            # context lengths round up to powers of two >= this
+  min_option_bucket: int = 8      # continuation lengths likewise
+  too_long: str = "skip"          # a group longer than the context window: "skip" (counted
+                                  # and reported), "truncate" (drop the context's first
+                                  # tokens, as lm-eval does) or "error"
+  max_context: int | None = None  # default: the model's max_position_embeddings
+
+  def __post_init__(self):
+    if self.too_long not in TOO_LONG_POLICIES:
+      raise ValueError(f"too_long={self.too_long!r}; choose one of {TOO_LONG_POLICIES}")
+    for name in ("batch_tokens", "max_contexts", "min_bucket", "min_option_bucket"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupScore:
+  """Per option: summed log-likelihood, token count; None where the group was skipped."""
+  sum_J: np.ndarray | None
+  num_tokens_J: np.ndarray | None
+  truncated: int = 0              # context tokens dropped (too_long="truncate")
+
+  @property
+  def mean_J(self) -> np.ndarray | None:
+    return None if self.sum_J is None else self.sum_J / self.num_tokens_J
+
+
+def encode_group(tokenizer, context: str, options: Sequence[str]) -> Group:
+  """The ids of a context and its options, each option tokenised in place after the context
+  (with the tokenizer's own BOS convention)."""
+  n_space = len(context) - len(context.rstrip(" "))
+  if n_space:
+    context, options = context[:-n_space], [" " * n_space + o for o in options]
+  ctx = list(tokenizer.encode(context)) if context else []
+  if not context or not ctx:
+    ctx = [tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id]
+    return Group(context=tuple(ctx),
+                 options=tuple(tuple(tokenizer.encode(o, add_bos=False)) for o in options))
+  out = []
+  for o in options:
+    whole = list(tokenizer.encode(context + o))
+    if len(whole) > len(ctx) and whole[:len(ctx)] == ctx:
+      out.append(tuple(whole[len(ctx):]))
+    else:  # the boundary merged into one token: encode the option on its own instead
+      out.append(tuple(tokenizer.encode(o, add_bos=False)))
+  return Group(context=tuple(ctx), options=tuple(out))
+
+
+def score_rows(params, ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA, *,
+               config: models.ModelConfig, mesh: Mesh | None = None):
+  """(sum log p, token count) per row: row r continues context r // J (J = R / P)."""
+  P, T = ctx_PT.shape
+  R, A = cont_RA.shape
+  J = R // P
+  ctx_len_P = jnp.sum(ctx_mask_PT, axis=-1).astype(jnp.int32)
+  positions_PT = jnp.maximum(jnp.cumsum(ctx_mask_PT, axis=-1) - 1, 0).astype(jnp.int32)
+  cache = _constrain(models.init_cache(config, P, T), mesh)
+  last_P1V, cache = models.apply(params, ctx_PT, positions_PT, ctx_mask_PT, cache, 0,
+                                 config=config, last_only=True)
+  rows = _constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
+  positions_RA = jnp.repeat(ctx_len_P, J)[:, None] + jnp.arange(A, dtype=jnp.int32)
+  logits_RAV, _ = models.apply(params, cont_RA, positions_RA, cont_mask_RA, rows, 0,
+                               config=config)
+  # Token a of a row is predicted by its position a - 1; token 0 by the context's last.
+  logits_RAV = jnp.concatenate([jnp.repeat(last_P1V, J, axis=0), logits_RAV[:, :-1]], axis=1)
+  logp_RA = (jnp.take_along_axis(logits_RAV, cont_RA[:, :, None], axis=-1)[..., 0]
+             - jax.nn.logsumexp(logits_RAV, axis=-1))
+  mask_RA = cont_mask_RA.astype(jnp.float32)
+  return jnp.sum(logp_RA * mask_RA, axis=-1), jnp.sum(cont_mask_RA, axis=-1).astype(jnp.int32)
+
+
+def _constrain(cache, mesh):
+  if mesh is None:
+    return cache
+  return jax.lax.with_sharding_constraint(
+      cache, mesh_lib.tree_shardings(cache.logical_axes(), cache, mesh))
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_score_rows(config: models.ModelConfig, mesh: Mesh | None):
+  """One jitted scorer per (config, mesh); each (P, T, R, A) shape compiles once."""
+  fn = functools.partial(score_rows, config=config, mesh=mesh)
+  if mesh is None:
+    return jax.jit(fn)
+  batch, vec = mesh_lib.batch_sharding(mesh, 2), mesh_lib.batch_sharding(mesh, 1)
+  return jax.jit(fn, in_shardings=(None, batch, batch, batch, batch),
+                 out_shardings=(vec, vec))
+
+
+def _fit(group: Group, limit: int, policy: str, where: str) -> tuple[Group | None, int]:
+  """The group within `limit` positions by the policy: (group or None if skipped, dropped)."""
+  longest = max(len(o) for o in group.options)
+  over = len(group.context) + longest - limit
+  if over <= 0:
+    return group, 0
+  if policy == "error" or (policy == "truncate" and longest >= limit):
+    raise ItemTooLongError(
+        f"{where} needs {len(group.context) + longest} positions (context "
+        f"{len(group.context)} + longest option {longest} tokens) but the model's context "
+        f"is {limit}. Set profile.too_long='skip' (counted and reported) or 'truncate' "
+        "(drops the context's first tokens), or shorten the item.")
+  if policy == "skip":
+    return None, 0
+  return Group(context=group.context[over:], options=group.options), over
+
+
+def score_groups(model, groups: Sequence[Group], options: ScoringOptions = ScoringOptions(),
+                 names: Sequence[str] | None = None) -> list[GroupScore]:
+  """Every group's option log-likelihoods, in input order. `model` is a LoadedModel (config,
+  params, tokenizer, mesh); `names` label groups in errors (default: their index)."""
+  limit = options.max_context or model.config.max_position_embeddings
+  fitted: list[tuple[int, Group, int]] = []
+  results: list[GroupScore | None] = [None] * len(groups)
+  for i, g in enumerate(groups):
+    where = f"item {names[i] if names is not None else i}"
+    if not g.options or any(len(o) == 0 for o in g.options) or not g.context:
+      raise ValueError(f"{where} has an empty context or option: every option needs at "
+                       "least one token (the suite loaders skip and count such items)")
+    fit, dropped = _fit(g, limit, options.too_long, where)
+    if fit is None:
+      results[i] = GroupScore(sum_J=None, num_tokens_J=None)
+    else:
+      fitted.append((i, fit, dropped))
+  pad_id = int(model.tokenizer.pad_id)
+  data = model.mesh.shape["data"] if model.mesh is not None else 1
+  fn = compiled_score_rows(model.config, model.mesh)
+
+  def bucket(g: Group):
+    return (len(g.options), bucket_length(len(g.context), options.min_bucket),
+            bucket_length(max(len(o) for o in g.options), options.min_option_bucket))
+
+  by_shape: dict[tuple, list] = {}
+  for item in fitted:
+    by_shape.setdefault(bucket(item[1]), []).append(item)
+  for (J, T, A), items in sorted(by_shape.items()):
+    # P per batch is fixed per shape (the last batch is filled up) so that each shape
+    # compiles once; it is a multiple of the data axis so the contexts split evenly.
+    P = max(1, min(options.max_contexts, options.batch_tokens // (J * A), len(items)))
+    P = -(-P // data) * data
+    for start in range(0, len(items), P):
+      chunk = items[start:start + P]
+      full = chunk + [chunk[0]] * (P - len(chunk))
+      ctx_PT = np.full((P, T), pad_id, np.int32)
+      ctx_mask_PT = np.zeros((P, T), bool)
+      cont_RA = np.full((P * J, A), pad_id, np.int32)
+      cont_mask_RA = np.zeros((P * J, A), bool)
+      for p, (_, g, _) in enumerate(full):
+        ctx_PT[p, T - len(g.context):] = g.context
+        ctx_mask_PT[p, T - len(g.context):] = True
+        for j, o in enumerate(g.options):
+          cont_RA[p * J + j, :len(o)] = o
+          cont_mask_RA[p * J + j, :len(o)] = True
+      sum_R, count_R = jax.device_get(fn(model.params, ctx_PT, ctx_mask_PT, cont_RA,
+                                         cont_mask_RA))
+      for p, (i, _, dropped) in enumerate(chunk):
+        results[i] = GroupScore(sum_J=np.asarray(sum_R[p * J:(p + 1) * J], np.float64),
+                                num_tokens_J=np.asarray(count_R[p * J:(p + 1) * J]),
+                                truncated=dropped)
+  return results  # type: ignore[return-value]
