@@ -69,16 +69,21 @@ def families(tmp_path_factory):
   return out
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
-def test_sums_match_transformers(families, family):
+@pytest.mark.parametrize("family,program", [("llama", "auto"), ("llama", "plain"),
+                                            ("llama", "shared"), ("qwen2", "auto"),
+                                            ("gemma3", "shared"), ("gemma3", "plain")])
+def test_sums_match_transformers(families, family, program, monkeypatch):
   torch_model, model = families[family]
+  # "auto" picks per bucket (both programs run on these groups); the others force one.
+  ratio = {"auto": loglik.PLAIN_COST_RATIO, "plain": 1e9, "shared": 0.0}[program]
+  monkeypatch.setattr(loglik, "PLAIN_COST_RATIO", ratio)
   groups = _groups()
   ref = _reference(torch_model, groups)
   # Small batches: several batches per shape, the last one filled up with a copy.
   got = loglik.score_groups(model, groups, loglik.ScoringOptions(batch_tokens=64,
                                                                  max_contexts=3))
   diff = max(float(np.max(np.abs(s.sum_J - r))) for s, r in zip(got, ref))
-  print(f"\n{family}: max |ai_jax - torch| summed log-likelihood {diff:.2e}")
+  print(f"\n{family} ({program}): max |ai_jax - torch| summed log-likelihood {diff:.2e}")
   assert diff <= TOL
   assert all(list(s.num_tokens_J) == [len(o) for o in g.options] for s, g in zip(got, groups))
   assert np.allclose(got[0].mean_J, got[0].sum_J / got[0].num_tokens_J)
@@ -96,6 +101,7 @@ def test_same_on_a_mesh(families, shape):
   groups = _groups(seed=1, n=11)
   plain = loglik.score_groups(model, groups)
   on_mesh = loglik.score_groups(sharded, groups)
+  assert all(s.sum_J is not None for s in on_mesh)
   for a, b in zip(plain, on_mesh):
     np.testing.assert_allclose(a.sum_J, b.sum_J, atol=1e-4)
 

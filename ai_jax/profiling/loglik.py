@@ -1,9 +1,14 @@
 """Batched log-likelihood of (context, continuation) pairs: the scorer of every profile suite.
 
-A group is one context and its J options (continuations). Each batch prefills its P
-contexts once; the options then read their context's cache as a shared prefix (as a
-prompt's k samples do when sampling) and run as R = P * J rows of A continuation tokens.
-So a BBQ passage shared by its three answers is computed once, not three times.
+A group is one context and its J options (continuations). Groups are bucketed by (J,
+context length, option length); each bucket runs one of two programs, whichever costs
+fewer tokens (`PLAIN_COST_RATIO`):
+  shared  each batch prefills its P contexts once; the options then read their context's
+          cache as a shared prefix (as a prompt's k samples do when sampling) and run as
+          R = P * J rows of A continuation tokens: a BBQ passage shared by its three
+          answers is computed once, not three times;
+  plain   R rows of context + option (L tokens) in one causal forward with no cache: for
+          short contexts (a sentence scored on its own after BOS) the cheaper one.
 
 Shapes (docs/glossary.md): P contexts, J options per context, R = P * J scored rows,
 T bucketed context length (left-padded), A bucketed continuation length (right-padded),
@@ -119,6 +124,23 @@ def score_rows(params, ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA, *,
   return jnp.sum(logp_RA * mask_RA, axis=-1), jnp.sum(cont_mask_RA, axis=-1).astype(jnp.int32)
 
 
+def score_rows_plain(params, tokens_RL, mask_RL, cont_mask_RL, *,
+                     config: models.ModelConfig, mesh: Mesh | None = None):
+  """(sum log p, token count) per row of context + continuation in one causal forward:
+  cont_mask_RL marks the continuation's tokens. Cheaper than score_rows when contexts are
+  short (no cache to write and read, one program over the layers' scan)."""
+  del mesh  # the batch sharding comes from the jit's in_shardings
+  L = tokens_RL.shape[1]
+  positions_RL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), tokens_RL.shape)
+  logits_RLV, _ = models.apply(params, tokens_RL, positions_RL, mask_RL, config=config)
+  logits_RLV = logits_RLV[:, :-1]
+  logp_RL = (jnp.take_along_axis(logits_RLV, tokens_RL[:, 1:, None], axis=-1)[..., 0]
+             - jax.nn.logsumexp(logits_RLV, axis=-1))
+  mask_RL = cont_mask_RL[:, 1:]
+  return (jnp.sum(logp_RL * mask_RL.astype(jnp.float32), axis=-1),
+          jnp.sum(mask_RL, axis=-1).astype(jnp.int32))
+
+
 def _constrain(cache, mesh):
   if mesh is None:
     return cache
@@ -127,13 +149,13 @@ def _constrain(cache, mesh):
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_score_rows(config: models.ModelConfig, mesh: Mesh | None):
-  """One jitted scorer per (config, mesh); each (P, T, R, A) shape compiles once."""
-  fn = functools.partial(score_rows, config=config, mesh=mesh)
+def compiled_score_rows(config: models.ModelConfig, mesh: Mesh | None, shared: bool = True):
+  """One jitted scorer per (config, mesh, shared context or not); each shape compiles once."""
+  fn = functools.partial(score_rows if shared else score_rows_plain, config=config, mesh=mesh)
   if mesh is None:
     return jax.jit(fn)
   batch, vec = mesh_lib.batch_sharding(mesh, 2), mesh_lib.batch_sharding(mesh, 1)
-  return jax.jit(fn, in_shardings=(None, batch, batch, batch, batch),
+  return jax.jit(fn, in_shardings=(None,) + (batch,) * (4 if shared else 3),
                  out_shardings=(vec, vec))
 
 
@@ -173,7 +195,6 @@ def score_groups(model, groups: Sequence[Group], options: ScoringOptions = Scori
       fitted.append((i, fit, dropped))
   pad_id = int(model.tokenizer.pad_id)
   data = model.mesh.shape["data"] if model.mesh is not None else 1
-  fn = compiled_score_rows(model.config, model.mesh)
 
   def bucket(g: Group):
     return (len(g.options), bucket_length(len(g.context), options.min_bucket),
@@ -183,27 +204,61 @@ def score_groups(model, groups: Sequence[Group], options: ScoringOptions = Scori
   for item in fitted:
     by_shape.setdefault(bucket(item[1]), []).append(item)
   for (J, T, A), items in sorted(by_shape.items()):
+    # Shared: P contexts once plus R = P * J continuations, through a cache. Plain: R rows
+    # of context + continuation in one forward, each context J times, but with no cache
+    # (measured on SmolLM2, 2 cores: per token about 1.6x cheaper). The cheaper one wins.
+    L = bucket_length(max(len(g.context) + max(len(o) for o in g.options)
+                          for _, g, _ in items), options.min_option_bucket)
+    L = min(L, limit)  # every fitted group fits in `limit`
+    shared = J * L > PLAIN_COST_RATIO * (T + J * A)
+    per_group = T + J * A if shared else J * L
     # P per batch is fixed per shape (the last batch is filled up) so that each shape
-    # compiles once; it is a multiple of the data axis so the contexts split evenly.
-    P = max(1, min(options.max_contexts, options.batch_tokens // (J * A), len(items)))
+    # compiles once; it is a multiple of the data axis so the rows split evenly.
+    P = max(1, min(options.max_contexts, options.batch_tokens // per_group, len(items)))
     P = -(-P // data) * data
+    fn = compiled_score_rows(model.config, model.mesh, shared)
     for start in range(0, len(items), P):
       chunk = items[start:start + P]
-      full = chunk + [chunk[0]] * (P - len(chunk))
-      ctx_PT = np.full((P, T), pad_id, np.int32)
-      ctx_mask_PT = np.zeros((P, T), bool)
-      cont_RA = np.full((P * J, A), pad_id, np.int32)
-      cont_mask_RA = np.zeros((P * J, A), bool)
-      for p, (_, g, _) in enumerate(full):
-        ctx_PT[p, T - len(g.context):] = g.context
-        ctx_mask_PT[p, T - len(g.context):] = True
-        for j, o in enumerate(g.options):
-          cont_RA[p * J + j, :len(o)] = o
-          cont_mask_RA[p * J + j, :len(o)] = True
-      sum_R, count_R = jax.device_get(fn(model.params, ctx_PT, ctx_mask_PT, cont_RA,
-                                         cont_mask_RA))
+      full = [g for _, g, _ in chunk] + [chunk[0][1]] * (P - len(chunk))
+      arrays = _shared_arrays(full, J, T, A, pad_id) if shared else _plain_arrays(
+          full, J, L, pad_id)
+      sum_R, count_R = jax.device_get(fn(model.params, *arrays))
       for p, (i, _, dropped) in enumerate(chunk):
         results[i] = GroupScore(sum_J=np.asarray(sum_R[p * J:(p + 1) * J], np.float64),
                                 num_tokens_J=np.asarray(count_R[p * J:(p + 1) * J]),
                                 truncated=dropped)
   return results  # type: ignore[return-value]
+
+
+# A plain row costs about 1 / 1.6 of a shared-context row per token (see score_groups).
+PLAIN_COST_RATIO = 1.6
+
+
+def _shared_arrays(groups: Sequence[Group], J: int, T: int, A: int, pad_id: int):
+  P = len(groups)
+  ctx_PT = np.full((P, T), pad_id, np.int32)
+  ctx_mask_PT = np.zeros((P, T), bool)
+  cont_RA = np.full((P * J, A), pad_id, np.int32)
+  cont_mask_RA = np.zeros((P * J, A), bool)
+  for p, g in enumerate(groups):
+    ctx_PT[p, T - len(g.context):] = g.context
+    ctx_mask_PT[p, T - len(g.context):] = True
+    for j, o in enumerate(g.options):
+      cont_RA[p * J + j, :len(o)] = o
+      cont_mask_RA[p * J + j, :len(o)] = True
+  return ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA
+
+
+def _plain_arrays(groups: Sequence[Group], J: int, L: int, pad_id: int):
+  R = len(groups) * J
+  tokens_RL = np.full((R, L), pad_id, np.int32)
+  mask_RL = np.zeros((R, L), bool)
+  cont_mask_RL = np.zeros((R, L), bool)
+  for p, g in enumerate(groups):
+    n = len(g.context)
+    for j, o in enumerate(g.options):
+      r = p * J + j
+      tokens_RL[r, :n + len(o)] = g.context + o
+      mask_RL[r, :n + len(o)] = True
+      cont_mask_RL[r, n:n + len(o)] = True
+  return tokens_RL, mask_RL, cont_mask_RL
