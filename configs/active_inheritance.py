@@ -131,6 +131,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   c.eval.toxicity_threshold = 0.5   # toxicity probability: share of prompts with a sample >= it
 
+  # The profile stage (configs/profile.py): bias, calibration and accuracy suites on the
+  # untuned student and on every arm's student; the report's "what else changed" table.
+  c.profile = _sibling("profile").get_config(arg if arg in ("smoke", "paper") else None)
+
   c.report = ml_collections.ConfigDict()
   c.report.num_bootstrap = 1000     # resamples of prompts per interval
   c.report.confidence = 0.95        # of every interval in the report

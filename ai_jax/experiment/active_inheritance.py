@@ -1,4 +1,5 @@
-r"""Active inheritance end to end: sample -> score -> select -> train -> evaluate -> report.
+r"""Active inheritance end to end: sample -> score -> select -> train -> evaluate -> profile
+-> report.
 
   python -m experiments.active_inheritance --config configs/active_inheritance.py:smoke \
       --workdir /tmp/ai_smoke
@@ -14,6 +15,7 @@ nothing that finished. The folders (ai_jax.run.layout.ExperimentDir):
   DIR/student/hf          a GGUF student dequantised once
   DIR/students/<id>/      a trained student (checkpoints, export/hf), content-addressed
   DIR/eval/<mode>/        every student's answers to the mode's prompts, scored
+  DIR/profile/<student>/  the profile suites' scored items per student (a ProfileDir)
   DIR/arms.json           arm -> student;  DIR/stages.json: wall seconds per stage
   DIR/report.md, DIR/summary.json, DIR/plots/
 
@@ -161,10 +163,44 @@ def stage_evaluate(plan_: Plan) -> dict:
           for mode in plan_.modes}
 
 
+def _profile_options(plan_: Plan):
+  from ai_jax.profiling import suite_run
+  return suite_run.ProfileOptions.from_config(plan_.stages.profile)
+
+
+def stage_profile(plan_: Plan) -> dict:
+  """The profile suites on every student (the untuned one and each arm's), once each,
+  into <shared>/profile/<student>/ (resumable per suite)."""
+  from ai_jax.stages import profile
+  options = _profile_options(plan_)
+  students = {v["student"]: v["export"] for v in arm_students(plan_).values()}
+  return {student: {name: {"items": len(s["items"]), "seconds": s["seconds"]}
+                    for name, s in profile.profile_model(
+                        path, plan_.stages.profile, plan_.dirs.profile(student),
+                        options).items()}
+          for student, path in students.items()}
+
+
+def _profile_summary(plan_: Plan, arms: dict) -> dict | None:
+  """summary["profile"]: each arm's figures and its change vs base, from the scored files."""
+  from ai_jax.profiling import profile_report
+  options = _profile_options(plan_)
+  scored = {}
+  for arm, v in arms.items():
+    out = plan_.dirs.profile(v["student"])
+    by_suite = {r.name: read_json(out.suite(r.name), None) for r in options.suites}
+    if any(s is None for s in by_suite.values()):
+      return None  # the profile stage has not run (run it; it resumes)
+    scored[arm] = by_suite
+  return profile_report.summarize(scored, options, base="base")
+
+
 def stage_report(plan_: Plan) -> dict:
   from ai_jax.profiling import evaluate, report
+  arms = arm_students(plan_)
   summary, distributions = evaluate.experiment_summary(
-      plan_, arm_students(plan_), read_json(plan_.dirs.stage_seconds, {}))
+      plan_, arms, read_json(plan_.dirs.stage_seconds, {}))
+  summary["profile"] = _profile_summary(plan_, arms)
   # The report shows config.report.metrics (and every toxicity-protocol figure);
   # summary.json has every metric.
   shown = list(plan_.stages.report["metrics"]) + [
@@ -182,6 +218,7 @@ STAGES = (
     Stage("select", stage_select, lambda d: (d.selection.root,)),
     Stage("train", stage_train, lambda d: (d.student_root, d.students_root, d.arms)),
     Stage("evaluate", stage_evaluate, lambda d: (d.evaluations_root,)),
+    Stage("profile", stage_profile, lambda d: (d.profiles_root,)),
     Stage("report", stage_report, lambda d: (d.report, d.summary, d.plots)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -42,6 +42,8 @@ GOVERNED = {
     "train.seed": "seed",
     "train.export": "the experiment (every arm's student is exported and evaluated)",
     "train.checkpoint.keep": "keep_checkpoints",
+    "profile.model.path": "student.path and arms (the profile stage runs on the untuned "
+                          "student and on every arm's student)",
 }
 
 
@@ -83,6 +85,7 @@ class StageConfigs:
   eval_score: dict        # mode -> score config
   report: dict            # title, bootstrap settings, shown metrics, toxicity threshold
   keep_checkpoints: bool
+  profile: ml_collections.ConfigDict  # configs/profile.py's; model.path set per student
 
   def to_dict(self) -> dict:
     """Plain JSON-able form (what tests compare)."""
@@ -92,7 +95,8 @@ class StageConfigs:
             "train": plain(self.train),
             "eval_sample": {k: plain(v) for k, v in self.eval_sample.items()},
             "eval_score": {k: plain(v) for k, v in self.eval_score.items()},
-            "report": dict(self.report), "keep_checkpoints": self.keep_checkpoints}
+            "report": dict(self.report), "keep_checkpoints": self.keep_checkpoints,
+            "profile": plain(self.profile)}
 
 
 @dataclasses.dataclass
@@ -285,6 +289,16 @@ def _check_models(config) -> None:
       fail(f"model {name!r}: {e}")
 
 
+def _check_profile(config) -> None:
+  """The profile's suites and their data, before any compute."""
+  from ai_jax.profiling import suite_run
+  from ai_jax.stages import profile
+  try:
+    profile.check_data(suite_run.ProfileOptions.from_config(config.profile))
+  except (ValueError, FileNotFoundError) as e:
+    fail(f"config.profile: {e}")
+
+
 def plan(config, workdir: str) -> Plan:
   """Validates everything cheap (no weights, no compiling) and derives the run's plan."""
   from ai_jax.data.splits import normalise_text, prompt_text
@@ -298,6 +312,7 @@ def plan(config, workdir: str) -> Plan:
   modes = {name: {"limit": 0, **m.to_dict()} for name, m in config.eval.modes.items()
            if m.enabled}
   _check_sampling(config, modes)
+  _check_profile(config)
   tb = config.train.train
   if tb.batch_size < 1 or tb.batch_size % max(1, tb.grad_accum_steps):
     fail(f"config.train.train.batch_size={tb.batch_size} must be a positive multiple of "
@@ -392,11 +407,13 @@ def resolve_stages(config, dirs: layout.ExperimentDir, modes: dict, steps: int
             "confidence": float(config.report.confidence), "seed": int(config.seed),
             "metrics": list(config.report.metrics),
             "toxicity_threshold": float(config.eval.toxicity_threshold)}
+  profile = copy_config(config.profile)
+  profile.model.path = ""  # each student's export (stage_profile)
   return StageConfigs(sample=sample, teacher_score=_score_config(config, config.score.metrics,
                                                             _host(config)),
                       select=select_config(config), train=train, eval_sample=eval_sample,
                       eval_score=eval_score, report=report,
-                      keep_checkpoints=bool(config.keep_checkpoints))
+                      keep_checkpoints=bool(config.keep_checkpoints), profile=profile)
 
 
 def eval_sample_config(config, mode: dict) -> ml_collections.ConfigDict:

@@ -32,7 +32,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ai_jax import models
-from ai_jax.buckets import bucket_length
+from ai_jax.buckets import bucket_length, fine_bucket_length
 from ai_jax.sharding import mesh as mesh_lib
 
 TOO_LONG_POLICIES = ("skip", "truncate", "error")
@@ -53,8 +53,8 @@ class Group:
 class ScoringOptions:
   batch_tokens: int = 2048        # R * A per batch: bounds the [R, A, V] logits in memory
   max_contexts: int = 32          # P per batch
-  min_bucket: int = 16            # context lengths round up to powers of two >= this
-  min_option_bucket: int = 8      # continuation lengths likewise
+  min_bucket: int = 16            # context lengths round up to 2^k or 1.5 * 2^k >= this
+  min_option_bucket: int = 8      # continuation lengths (and plain rows) likewise
   too_long: str = "skip"          # a group longer than the context window: "skip" (counted
                                   # and reported), "truncate" (drop the context's first
                                   # tokens, as lm-eval does) or "error"
@@ -195,39 +195,62 @@ def score_groups(model, groups: Sequence[Group], options: ScoringOptions = Scori
       fitted.append((i, fit, dropped))
   pad_id = int(model.tokenizer.pad_id)
   data = model.mesh.shape["data"] if model.mesh is not None else 1
-
-  def bucket(g: Group):
-    return (len(g.options), bucket_length(len(g.context), options.min_bucket),
-            bucket_length(max(len(o) for o in g.options), options.min_option_bucket))
-
-  by_shape: dict[tuple, list] = {}
-  for item in fitted:
-    by_shape.setdefault(bucket(item[1]), []).append(item)
-  for (J, T, A), items in sorted(by_shape.items()):
-    # Shared: P contexts once plus R = P * J continuations, through a cache. Plain: R rows
-    # of context + continuation in one forward, each context J times, but with no cache
-    # (measured on SmolLM2, 2 cores: per token about 1.6x cheaper). The cheaper one wins.
-    L = bucket_length(max(len(g.context) + max(len(o) for o in g.options)
-                          for _, g, _ in items), options.min_option_bucket)
-    L = min(L, limit)  # every fitted group fits in `limit`
-    shared = J * L > PLAIN_COST_RATIO * (T + J * A)
-    per_group = T + J * A if shared else J * L
-    # P per batch is fixed per shape (the last batch is filled up) so that each shape
-    # compiles once; it is a multiple of the data axis so the rows split evenly.
-    P = max(1, min(options.max_contexts, options.batch_tokens // per_group, len(items)))
-    P = -(-P // data) * data
-    fn = compiled_score_rows(model.config, model.mesh, shared)
+  # Shared: P contexts once plus R = P * J continuations, through a cache. Plain: rows of
+  # context + option in one forward, each context once per option, but with no cache to
+  # write and read (measured on SmolLM2, 2 cores: about 1.6x cheaper per token). Each group
+  # takes the cheaper one; long contexts with several options (BBQ) share.
+  shared_by_shape: dict[tuple, list] = {}
+  plain_by_length: dict[int, list] = {}
+  for i, g, dropped in fitted:
+    J, longest = len(g.options), max(len(o) for o in g.options)
+    T = fine_bucket_length(len(g.context), options.min_bucket)
+    A = fine_bucket_length(longest, options.min_option_bucket)
+    if J * (len(g.context) + longest) > PLAIN_COST_RATIO * (T + J * A):
+      shared_by_shape.setdefault((J, T, A), []).append((i, g, dropped))
+    else:
+      for j, o in enumerate(g.options):
+        L = min(fine_bucket_length(len(g.context) + len(o), options.min_option_bucket),
+                limit)
+        plain_by_length.setdefault(L, []).append((i, j, g.context + o, len(g.context)))
+  # group index -> option index -> (summed log-likelihood, tokens)
+  scored: dict[int, dict[int, tuple[float, int]]] = {i: {} for i, _, _ in fitted}
+  for (J, T, A), items in sorted(shared_by_shape.items()):
+    P = _batch_rows(len(items), T + J * A, options.max_contexts, options.batch_tokens, data)
+    fn = compiled_score_rows(model.config, model.mesh, True)
     for start in range(0, len(items), P):
       chunk = items[start:start + P]
       full = [g for _, g, _ in chunk] + [chunk[0][1]] * (P - len(chunk))
-      arrays = _shared_arrays(full, J, T, A, pad_id) if shared else _plain_arrays(
-          full, J, L, pad_id)
-      sum_R, count_R = jax.device_get(fn(model.params, *arrays))
-      for p, (i, _, dropped) in enumerate(chunk):
-        results[i] = GroupScore(sum_J=np.asarray(sum_R[p * J:(p + 1) * J], np.float64),
-                                num_tokens_J=np.asarray(count_R[p * J:(p + 1) * J]),
-                                truncated=dropped)
+      sum_R, count_R = jax.device_get(fn(model.params,
+                                         *_shared_arrays(full, J, T, A, pad_id)))
+      for p, (i, _, _) in enumerate(chunk):
+        for j in range(J):
+          scored[i][j] = (sum_R[p * J + j], count_R[p * J + j])
+  for L, rows in sorted(plain_by_length.items()):
+    R = _batch_rows(len(rows), L, options.max_contexts * 4, options.batch_tokens, data)
+    fn = compiled_score_rows(model.config, model.mesh, False)
+    for start in range(0, len(rows), R):
+      chunk = rows[start:start + R]
+      full = chunk + [chunk[0]] * (R - len(chunk))
+      sum_R, count_R = jax.device_get(fn(model.params, *_plain_arrays(full, L, pad_id)))
+      for r, (i, j, _, _) in enumerate(chunk):
+        scored[i][j] = (sum_R[r], count_R[r])
+  for i, g, dropped in fitted:
+    by_option = [scored[i][j] for j in range(len(g.options))]
+    results[i] = GroupScore(sum_J=np.asarray([x for x, _ in by_option], np.float64),
+                            num_tokens_J=np.asarray([n for _, n in by_option]),
+                            truncated=dropped)
   return results  # type: ignore[return-value]
+
+
+def _batch_rows(n: int, tokens_per_row: int, max_rows: int, batch_tokens: int,
+                data: int) -> int:
+  """Rows (or contexts) per batch: a power of two, so that few shapes compile (each is
+  reused by every suite and model of a process); within the token budget; a multiple of
+  the data axis so the rows split evenly over it. The last batch is filled up."""
+  cap = max(1, min(max_rows, batch_tokens // tokens_per_row))
+  cap = 1 << (cap.bit_length() - 1)
+  rows = min(cap, bucket_length(n, 1))
+  return -(-rows // data) * data
 
 
 # A plain row costs about 1 / 1.6 of a shared-context row per token (see score_groups).
@@ -249,16 +272,13 @@ def _shared_arrays(groups: Sequence[Group], J: int, T: int, A: int, pad_id: int)
   return ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA
 
 
-def _plain_arrays(groups: Sequence[Group], J: int, L: int, pad_id: int):
-  R = len(groups) * J
-  tokens_RL = np.full((R, L), pad_id, np.int32)
-  mask_RL = np.zeros((R, L), bool)
-  cont_mask_RL = np.zeros((R, L), bool)
-  for p, g in enumerate(groups):
-    n = len(g.context)
-    for j, o in enumerate(g.options):
-      r = p * J + j
-      tokens_RL[r, :n + len(o)] = g.context + o
-      mask_RL[r, :n + len(o)] = True
-      cont_mask_RL[r, n:n + len(o)] = True
+def _plain_arrays(rows: Sequence[tuple], L: int, pad_id: int):
+  """rows: (group index, option index, context + option ids, context length)."""
+  tokens_RL = np.full((len(rows), L), pad_id, np.int32)
+  mask_RL = np.zeros((len(rows), L), bool)
+  cont_mask_RL = np.zeros((len(rows), L), bool)
+  for r, (_, _, ids, n) in enumerate(rows):
+    tokens_RL[r, :len(ids)] = ids
+    mask_RL[r, :len(ids)] = True
+    cont_mask_RL[r, n:len(ids)] = True
   return tokens_RL, mask_RL, cont_mask_RL

@@ -4,6 +4,7 @@
   out_dir/report.md                 arms, per-mode tables, distribution shift, ablation, times
   out_dir/plots/metrics_<mode>.png  per evaluation mode: a grid with one panel per metric,
                                     one bar per arm, the CI as a whisker
+  out_dir/plots/reliability_<suite>.png  per calibration suite of summary["profile"]
   out_dir/plots/shift_<metric>.png  per targeted metric: step histograms and ECDFs of the
                                     per-sample values, one line per arm
 and returns {"report": path, "metrics_<mode>": path, "shift_<metric>": path} (names use
@@ -32,6 +33,8 @@ missing, and every value documented as "| None" renders as "n/a"):
    "ablation": None | {"metric": str, "png": str (optional; relative to out_dir, or
                        absolute), "rows": [ablation_table rows: "j", "expected_best",
                        "expected_best_ci_low", "expected_best_ci_high", ...]},
+   "profile": None | profile_report.summarize(...) with the arms as models and "base"
+              as the base: {suite: {"models": {arm: figures}, "change_vs_base": ...}},
    "stage_seconds": {stage: float},
    "confidence": float}                            # default 0.95
 
@@ -56,7 +59,7 @@ import os
 import re
 from typing import Mapping, Sequence
 
-from ai_jax.profiling import plots
+from ai_jax.profiling import plots, profile_report
 from ai_jax.profiling.stats import as_estimate, fmt_num
 from ai_jax.run import layout
 from ai_jax.store.atomic import write_bytes_atomic, write_text_atomic
@@ -261,6 +264,22 @@ def _shown(metrics: Mapping, keep: set | None) -> dict:
   return dict(metrics) if keep is None else {k: v for k, v in metrics.items() if k in keep}
 
 
+def _profile_section(profile: Mapping | None, arms: Sequence[str], confidence: float,
+                     plots_rel: Mapping[str, str]) -> list[str]:
+  """What else changed: every arm's student on the bias, calibration and accuracy suites,
+  beside the untuned student (paired over items)."""
+  if not profile:
+    return []
+  lines = ["## What else changed: bias, calibration, accuracy", "",
+           "Every arm's student on the profile suites (log-likelihood scoring, "
+           "configs/profile.py); the change vs base is paired by item (both students on the "
+           "same items and resamples). Shares of pairs and SS/LMS/ICAT are in percent.", ""]
+  lines += profile_report.table_lines(profile, arms, "base", confidence)
+  for suite, rel in plots_rel.items():
+    lines += [f"![{suite} reliability]({rel})", ""]
+  return lines
+
+
 def _render_markdown(summary: Mapping, plot_paths: Mapping[str, Mapping[str, str]],
                      out_dir: str, keep: set | None = None) -> str:
   """report.md's text; plot_paths = {"metrics": {mode: rel path},
@@ -278,6 +297,8 @@ def _render_markdown(summary: Mapping, plot_paths: Mapping[str, Mapping[str, str
     lines += _evaluation_section(mode, entry or {}, arms, plot_paths["metrics"].get(mode),
                                  confidence, keep)
   lines += _shift_section(list(summary.get("targeted_metrics") or []), plot_paths["shift"])
+  lines += _profile_section(summary.get("profile"), arms, confidence,
+                            plot_paths.get("reliability") or {})
   lines += _ablation_section(summary.get("ablation"), out_dir)
   lines += _times_section(summary.get("stage_seconds"))
   return "\n".join(lines)
@@ -306,8 +327,8 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
   keep = None if show_metrics is None else set(show_metrics) | set(targeted)
 
   paths: dict[str, str] = {}
-  rel: dict[str, dict[str, str]] = {"metrics": {}, "shift": {}}
-  used: dict[str, set[str]] = {"metrics": set(), "shift": set()}
+  rel: dict[str, dict[str, str]] = {"metrics": {}, "shift": {}, "reliability": {}}
+  used: dict[str, set[str]] = {"metrics": set(), "shift": set(), "reliability": set()}
 
   def emit(kind: str, name: str, png: bytes) -> None:
     file_name = f"{kind}_{_slug(name, used[kind])}.png"
@@ -323,6 +344,9 @@ def write_report(summary: Mapping, distributions: Mapping | None, out_dir: str, 
     by_arm = distributions.get(metric) or {}
     order = [a for a in arms if a in by_arm] + [a for a in by_arm if a not in arms]
     emit("shift", metric, plots.render_shift_png(metric, by_arm, order, colors))
+  if summary.get("profile"):
+    for suite, png in profile_report.reliability_plots(summary["profile"]).items():
+      emit("reliability", suite, png)
 
   report = dirs.report
   write_text_atomic(report, _render_markdown(summary, rel, out_dir, keep) + "\n")

@@ -99,16 +99,18 @@ def score_suite(model, run: SuiteRun, options: ProfileOptions) -> dict:
           "seconds": round(time.time() - start, 2)}
 
 
-def run_suites(model, options: ProfileOptions, out, model_identity: Mapping,
+def run_suites(get_model, options: ProfileOptions, out, model_identity: Mapping,
                log=print) -> dict[str, dict]:
   """Each suite's scored file in `out` (a layout.ProfileDir): reused when its settings
-  match, else scored and written. Returns {suite: scored}."""
-  result = {}
+  match, else scored and written. `get_model()` gives the LoadedModel; it is called only
+  when a suite needs scoring (a finished profile loads no weights). Returns {suite: scored}."""
+  result, model = {}, None
   for run in options.suites:
     path = out.suite(run.name)
     want = settings(run, options, model_identity)
     scored = read_json(path, None)
     if scored is None or scored.get("settings") != want:
+      model = model or get_model()
       scored = {**score_suite(model, run, options), "settings": want}
       write_json_atomic(path, scored)
       log(f"profile {run.name}: {len(scored['items'])} items in {scored['seconds']} s "

@@ -13,6 +13,8 @@ folder, so it is cheap to build and to pass around.
   TrainDir (the train stage's --workdir, the experiment's students/<id>/):
     checkpoints/, export/hf/, train_metrics.jsonl, loss.png, train_summary.json,
     tensorboard/, trained.json (the experiment's "finished" marker)
+  ProfileDir (python -m ai_jax.profile's --workdir, the experiment's profile/<student>/):
+    suites/<suite>.json, profile_config.json, profile_summary.json, profile.md, plots/
   ExperimentDir: see experiments/active_inheritance.py's docstring.
   SweepDir: shared/, cells/<cell>/, barriers/, sweep.csv, sweep.md, sweep.png.
   SteerDir: see ai_jax/experiment/steer.py's docstring.
@@ -148,6 +150,31 @@ class TrainDir:
     return (self.checkpoints, self.export, self.metrics_log)
 
 
+@dataclasses.dataclass(frozen=True)
+class ProfileDir:
+  """One model's profile (`python -m ai_jax.profile --workdir`, the experiment's
+  profile/<student>/): a scored file per suite, the figures, a short report, plots."""
+  root: str
+
+  def suite(self, name: str) -> str:
+    return _join(self.root, "suites", f"{name}.json")
+
+  @property
+  def config(self) -> str:
+    return _join(self.root, "profile_config.json")
+
+  @property
+  def summary(self) -> str:
+    return _join(self.root, "profile_summary.json")
+
+  @property
+  def report(self) -> str:
+    return _join(self.root, "profile.md")
+
+  def reliability_plot(self, suite: str) -> str:
+    return _join(self.root, "plots", f"reliability_{suite}.png")
+
+
 # ------------------------------------------------------------------ experiment
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +267,17 @@ class ExperimentDir(_ExperimentOutputs):
 
   def evaluation(self, mode: str) -> StageDir:
     return StageDir(_join(self._host_shared, "eval", mode))
+
+  def profile(self, student_id: str) -> ProfileDir:
+    """The profile of one student ("base" or a trained student's id)."""
+    return ProfileDir(_join(self._host_shared, "profile", student_id))
+
+  @property
+  def profiles_root(self) -> str:
+    return _join(self._host_shared, "profile")
+
+  def reliability_plot(self, suite: str) -> str:
+    return _join(self.plots, f"reliability_{suite}.png")
 
   # This run's own.
   @property
