@@ -134,6 +134,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The profile stage (configs/profile.py): bias, calibration and accuracy suites on the
   # untuned student and on every arm's student; the report's "what else changed" table.
   c.profile = _sibling("profile").get_config(arg if arg in ("smoke", "paper") else None)
+  if arg in ("default", "pool"):
+    # CPU budget: scoring runs at about 2-3 ms per token on 2 cores, and every student is
+    # profiled (4 in the default, 6 in pool): 32 (pool: 16) items per suite, drawn by
+    # (profile.seed, item id); configs/profile.py's own default is 200, :paper every item.
+    for suite in c.profile.suites.values():
+      suite.limit = 32 if arg == "default" else 16
+
+  if arg == "default":
+    # The 30-minute budget on 2 CPU cores, with the profile stage: the sampled-answers check
+    # is off (enable it with --config.eval.modes.sampled.enabled=True) and the toxicity
+    # protocol reads 32 prompts.
+    c.eval.modes.sampled.enabled = False
+    c.eval.modes.toxicity.limit = 32
 
   c.report = ml_collections.ConfigDict()
   c.report.num_bootstrap = 1000     # resamples of prompts per interval

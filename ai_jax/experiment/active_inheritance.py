@@ -195,12 +195,23 @@ def _profile_summary(plan_: Plan, arms: dict) -> dict | None:
   return profile_report.summarize(scored, options, base="base")
 
 
+def _profile_seconds(plan_: Plan, arms: dict) -> dict:
+  """{student: {suite: seconds its scoring took}} (when it was scored)."""
+  out = {}
+  for v in arms.values():
+    folder = plan_.dirs.profile(v["student"])
+    out[v["student"]] = {r.name: (read_json(folder.suite(r.name), None) or {}).get("seconds")
+                         for r in _profile_options(plan_).suites}
+  return out
+
+
 def stage_report(plan_: Plan) -> dict:
   from ai_jax.profiling import evaluate, report
   arms = arm_students(plan_)
   summary, distributions = evaluate.experiment_summary(
       plan_, arms, read_json(plan_.dirs.stage_seconds, {}))
   summary["profile"] = _profile_summary(plan_, arms)
+  summary["profile_seconds"] = _profile_seconds(plan_, arms)
   # The report shows config.report.metrics (and every toxicity-protocol figure);
   # summary.json has every metric.
   shown = list(plan_.stages.report["metrics"]) + [

@@ -7,7 +7,7 @@ fewer tokens (`PLAIN_COST_RATIO`):
           cache as a shared prefix (as a prompt's k samples do when sampling) and run as
           R = P * J rows of A continuation tokens: a BBQ passage shared by its three
           answers is computed once, not three times;
-  plain   R rows of context + option (L tokens) in one causal forward with no cache: for
+  plain   R rows of context + option (T tokens) in one causal forward with no cache: for
           short contexts (a sentence scored on its own after BOS) the cheaper one.
 
 Shapes (docs/glossary.md): P contexts, J options per context, R = P * J scored rows,
@@ -124,21 +124,21 @@ def score_rows(params, ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA, *,
   return jnp.sum(logp_RA * mask_RA, axis=-1), jnp.sum(cont_mask_RA, axis=-1).astype(jnp.int32)
 
 
-def score_rows_plain(params, tokens_RL, mask_RL, cont_mask_RL, *,
+def score_rows_plain(params, tokens_RT, mask_RT, cont_mask_RT, *,
                      config: models.ModelConfig, mesh: Mesh | None = None):
   """(sum log p, token count) per row of context + continuation in one causal forward:
-  cont_mask_RL marks the continuation's tokens. Cheaper than score_rows when contexts are
+  cont_mask_RT marks the continuation's tokens. Cheaper than score_rows when contexts are
   short (no cache to write and read, one program over the layers' scan)."""
   del mesh  # the batch sharding comes from the jit's in_shardings
-  L = tokens_RL.shape[1]
-  positions_RL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), tokens_RL.shape)
-  logits_RLV, _ = models.apply(params, tokens_RL, positions_RL, mask_RL, config=config)
-  logits_RLV = logits_RLV[:, :-1]
-  logp_RL = (jnp.take_along_axis(logits_RLV, tokens_RL[:, 1:, None], axis=-1)[..., 0]
-             - jax.nn.logsumexp(logits_RLV, axis=-1))
-  mask_RL = cont_mask_RL[:, 1:]
-  return (jnp.sum(logp_RL * mask_RL.astype(jnp.float32), axis=-1),
-          jnp.sum(mask_RL, axis=-1).astype(jnp.int32))
+  T = tokens_RT.shape[1]
+  positions_RT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), tokens_RT.shape)
+  logits_RTV, _ = models.apply(params, tokens_RT, positions_RT, mask_RT, config=config)
+  logits_RTV = logits_RTV[:, :-1]
+  logp_RT = (jnp.take_along_axis(logits_RTV, tokens_RT[:, 1:, None], axis=-1)[..., 0]
+             - jax.nn.logsumexp(logits_RTV, axis=-1))
+  mask_RT = cont_mask_RT[:, 1:]
+  return (jnp.sum(logp_RT * mask_RT.astype(jnp.float32), axis=-1),
+          jnp.sum(mask_RT, axis=-1).astype(jnp.int32))
 
 
 def _constrain(cache, mesh):
@@ -209,9 +209,9 @@ def score_groups(model, groups: Sequence[Group], options: ScoringOptions = Scori
       shared_by_shape.setdefault((J, T, A), []).append((i, g, dropped))
     else:
       for j, o in enumerate(g.options):
-        L = min(fine_bucket_length(len(g.context) + len(o), options.min_option_bucket),
+        T_row = min(fine_bucket_length(len(g.context) + len(o), options.min_option_bucket),
                 limit)
-        plain_by_length.setdefault(L, []).append((i, j, g.context + o, len(g.context)))
+        plain_by_length.setdefault(T_row, []).append((i, j, g.context + o, len(g.context)))
   # group index -> option index -> (summed log-likelihood, tokens)
   scored: dict[int, dict[int, tuple[float, int]]] = {i: {} for i, _, _ in fitted}
   for (J, T, A), items in sorted(shared_by_shape.items()):
@@ -225,13 +225,13 @@ def score_groups(model, groups: Sequence[Group], options: ScoringOptions = Scori
       for p, (i, _, _) in enumerate(chunk):
         for j in range(J):
           scored[i][j] = (sum_R[p * J + j], count_R[p * J + j])
-  for L, rows in sorted(plain_by_length.items()):
-    R = _batch_rows(len(rows), L, options.max_contexts * 4, options.batch_tokens, data)
+  for T_row, rows in sorted(plain_by_length.items()):
+    R = _batch_rows(len(rows), T_row, options.max_contexts * 4, options.batch_tokens, data)
     fn = compiled_score_rows(model.config, model.mesh, False)
     for start in range(0, len(rows), R):
       chunk = rows[start:start + R]
       full = chunk + [chunk[0]] * (R - len(chunk))
-      sum_R, count_R = jax.device_get(fn(model.params, *_plain_arrays(full, L, pad_id)))
+      sum_R, count_R = jax.device_get(fn(model.params, *_plain_arrays(full, T_row, pad_id)))
       for r, (i, j, _, _) in enumerate(chunk):
         scored[i][j] = (sum_R[r], count_R[r])
   for i, g, dropped in fitted:
@@ -272,13 +272,13 @@ def _shared_arrays(groups: Sequence[Group], J: int, T: int, A: int, pad_id: int)
   return ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA
 
 
-def _plain_arrays(rows: Sequence[tuple], L: int, pad_id: int):
+def _plain_arrays(rows: Sequence[tuple], T: int, pad_id: int):
   """rows: (group index, option index, context + option ids, context length)."""
-  tokens_RL = np.full((len(rows), L), pad_id, np.int32)
-  mask_RL = np.zeros((len(rows), L), bool)
-  cont_mask_RL = np.zeros((len(rows), L), bool)
+  tokens_RT = np.full((len(rows), T), pad_id, np.int32)
+  mask_RT = np.zeros((len(rows), T), bool)
+  cont_mask_RT = np.zeros((len(rows), T), bool)
   for r, (_, _, ids, n) in enumerate(rows):
-    tokens_RL[r, :len(ids)] = ids
-    mask_RL[r, :len(ids)] = True
-    cont_mask_RL[r, n:len(ids)] = True
-  return tokens_RL, mask_RL, cont_mask_RL
+    tokens_RT[r, :len(ids)] = ids
+    mask_RT[r, :len(ids)] = True
+    cont_mask_RT[r, n:len(ids)] = True
+  return tokens_RT, mask_RT, cont_mask_RT

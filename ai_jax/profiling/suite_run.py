@@ -158,10 +158,11 @@ def _finite(x: float) -> float | None:
 
 def figures(scored: dict, options: ProfileOptions) -> dict:
   """{metric: Estimate dict} over the scored items (percentile bootstrap over items), the
-  reliability bins of a calibration suite, and what was left out."""
+  reliability bins of a calibration suite, and what was left out (no timings: the same
+  items give the same figures, however often a run was resumed)."""
   suite = suites_lib.get(scored["suite"])
   n = len(scored["items"])
-  out = {"n_items": n, "skipped": scored["skipped"], "seconds": scored.get("seconds"),
+  out = {"n_items": n, "skipped": scored["skipped"],
          "num_truncated": scored.get("num_truncated", 0), "metrics": {}}
   if not n:
     return out
