@@ -8,7 +8,7 @@ Args:
   ""       the default: 200 items of each shipped suite (StereoSet, CrowS-Pairs, BBQ,
            OpenBookQA, PIQA), drawn by (seed, item id); about 6 minutes for
            SmolLM2-135M on 2 CPU cores.
-  smoke    8 items per suite, 50 resamples (tests and CI).
+  smoke    4 items per suite, 50 resamples (tests and CI: few items, few shapes to compile).
   paper    every item of every suite, MMLU included (HellaSwag too once its path is set).
 
 The suites and their formulas: ai_jax/profiling/suites/ (one module per family of suites);
@@ -50,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.confidence = 0.95
   if arg == "smoke":
     for name in SHIPPED:
-      c.suites[name].limit = 8
+      c.suites[name].limit = 4
     c.num_bootstrap = 50
   if arg == "paper":
     for name in SHIPPED + ("mmlu", "hellaswag"):

@@ -6,8 +6,8 @@ import ast
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = {"ai_jax.sample", "ai_jax.score", "ai_jax.select", "ai_jax.train", "ai_jax.cli",
-            "experiments.active_inheritance", "experiments.sweep", "experiments.steer"}
+COMMANDS = {"ai_jax.sample", "ai_jax.score", "ai_jax.select", "ai_jax.train", "ai_jax.profile",
+            "ai_jax.cli", "experiments.active_inheritance", "experiments.sweep", "experiments.steer"}
 
 
 def _modules(top: str) -> dict[str, str]:
