@@ -181,28 +181,21 @@ def stage_profile(plan_: Plan) -> dict:
           for student, path in students.items()}
 
 
-def _profile_summary(plan_: Plan, arms: dict) -> dict | None:
-  """summary["profile"]: each arm's figures and its change vs base, from the scored files."""
+def _profile_summary(plan_: Plan, arms: dict) -> tuple[dict | None, dict]:
+  """(summary["profile"]: each arm's figures and its change vs base, summary
+  ["profile_seconds"]: {student: {suite: seconds its scoring took}}), from one read of the
+  scored files; the profile is None until the profile stage has run (it resumes)."""
   from ai_jax.profiling import profile_report
   options = _profile_options(plan_)
-  scored = {}
+  scored, seconds = {}, {}
   for arm, v in arms.items():
     out = plan_.dirs.profile(v["student"])
     by_suite = {r.name: read_json(out.suite(r.name), None) for r in options.suites}
-    if any(s is None for s in by_suite.values()):
-      return None  # the profile stage has not run (run it; it resumes)
+    seconds[v["student"]] = {name: (s or {}).get("seconds") for name, s in by_suite.items()}
     scored[arm] = by_suite
-  return profile_report.summarize(scored, options, base="base")
-
-
-def _profile_seconds(plan_: Plan, arms: dict) -> dict:
-  """{student: {suite: seconds its scoring took}} (when it was scored)."""
-  out = {}
-  for v in arms.values():
-    folder = plan_.dirs.profile(v["student"])
-    out[v["student"]] = {r.name: (read_json(folder.suite(r.name), None) or {}).get("seconds")
-                         for r in _profile_options(plan_).suites}
-  return out
+  if any(s is None for by_suite in scored.values() for s in by_suite.values()):
+    return None, seconds
+  return profile_report.summarize(scored, options, base="base"), seconds
 
 
 def stage_report(plan_: Plan) -> dict:
@@ -210,8 +203,7 @@ def stage_report(plan_: Plan) -> dict:
   arms = arm_students(plan_)
   summary, distributions = evaluate.experiment_summary(
       plan_, arms, read_json(plan_.dirs.stage_seconds, {}))
-  summary["profile"] = _profile_summary(plan_, arms)
-  summary["profile_seconds"] = _profile_seconds(plan_, arms)
+  summary["profile"], summary["profile_seconds"] = _profile_summary(plan_, arms)
   # The report shows config.report.metrics (and every toxicity-protocol figure);
   # summary.json has every metric.
   shown = list(plan_.stages.report["metrics"]) + [

@@ -109,10 +109,10 @@ def score_rows(params, ctx_PT, ctx_mask_PT, cont_RA, cont_mask_RA, *,
   J = R // P
   ctx_len_P = jnp.sum(ctx_mask_PT, axis=-1).astype(jnp.int32)
   positions_PT = jnp.maximum(jnp.cumsum(ctx_mask_PT, axis=-1) - 1, 0).astype(jnp.int32)
-  cache = _constrain(models.init_cache(config, P, T), mesh)
+  cache = mesh_lib.constrain(models.init_cache(config, P, T), mesh)
   last_P1V, cache = models.apply(params, ctx_PT, positions_PT, ctx_mask_PT, cache, 0,
                                  config=config, last_only=True)
-  rows = _constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
+  rows = mesh_lib.constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
   positions_RA = jnp.repeat(ctx_len_P, J)[:, None] + jnp.arange(A, dtype=jnp.int32)
   logits_RAV, _ = models.apply(params, cont_RA, positions_RA, cont_mask_RA, rows, 0,
                                config=config)
@@ -141,11 +141,6 @@ def score_rows_plain(params, tokens_RT, mask_RT, cont_mask_RT, *,
           jnp.sum(mask_RT, axis=-1).astype(jnp.int32))
 
 
-def _constrain(cache, mesh):
-  if mesh is None:
-    return cache
-  return jax.lax.with_sharding_constraint(
-      cache, mesh_lib.tree_shardings(cache.logical_axes(), cache, mesh))
 
 
 @functools.lru_cache(maxsize=16)

@@ -144,12 +144,9 @@ def _resamples(n: int, options: ProfileOptions) -> np.ndarray:
 
 
 def _interval(values_Z: np.ndarray, confidence: float):
-  values_Z = values_Z[np.isfinite(values_Z)]
-  if not values_Z.size:
-    return None, None
-  alpha = (1.0 - confidence) / 2.0
-  low, high = np.quantile(values_Z, [alpha, 1.0 - alpha])
-  return float(low), float(high)
+  """The percentile interval of the finite replicates (a resample may leave a formula
+  undefined, e.g. no non-unknown BBQ answer)."""
+  return stats._interval(values_Z[np.isfinite(values_Z)], confidence)
 
 
 def _finite(x: float) -> float | None:

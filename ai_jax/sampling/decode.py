@@ -66,12 +66,6 @@ def row_keys(seed, prompt_hash_B, num_samples: int, first_sample=0):
   return per_row.reshape(-1, per_row.shape[-1])
 
 
-def _constrain(cache: models.KVCache, mesh: Mesh | None) -> models.KVCache:
-  if mesh is None:
-    return cache
-  return jax.lax.with_sharding_constraint(
-      cache, mesh_lib.tree_shardings(cache.logical_axes(), cache, mesh))
-
 
 def generate(params, tokens_BT, mask_BT, prompt_hash_B, seed, first_sample=0, *,
              config: models.ModelConfig,
@@ -92,7 +86,8 @@ def _prefill(params, tokens_BT, mask_BT, config, R: int, A: int, mesh):
   # One row per prompt: the prompt and its continuation share one cache of T + A slots.
   # Several: the prompt cache becomes a shared prefix (below).
   shared_prefix = J > 1
-  cache = _constrain(models.init_cache(config, B, T if shared_prefix else T + A), mesh)
+  cache = mesh_lib.constrain(models.init_cache(config, B, T if shared_prefix else T + A),
+                            mesh)
   # The prefill reads the stacked params (the model scans its layers).
   logits_B1V, cache = apply(params, tokens_BT, positions_BT, mask_BT, cache, 0,
                             last_only=True)
@@ -100,7 +95,7 @@ def _prefill(params, tokens_BT, mask_BT, config, R: int, A: int, mesh):
     # One prefill per prompt. Its J samples read that one prompt cache (the prefix) and
     # write their own tokens into per-row slots, so the prompt is neither recomputed nor
     # copied J times.
-    cache = _constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
+    cache = mesh_lib.constrain(models.init_cache(config, R, A, prefix=cache.as_prefix()), mesh)
   # Decode step i writes slot first_slot + i: after the prompt, or first in its own slots.
   first_slot = 0 if shared_prefix else T
   return (jnp.repeat(logits_B1V[:, 0], J, axis=0), cache, jnp.repeat(prompt_len_B, J, axis=0),

@@ -98,3 +98,12 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
+
+
+def constrain(tree, mesh: Mesh | None):
+  """`tree` (a pytree that knows its `logical_axes()`, e.g. a KVCache) constrained to its
+  shardings on `mesh` inside a jitted function; unchanged without a mesh."""
+  if mesh is None:
+    return tree
+  return jax.lax.with_sharding_constraint(
+      tree, tree_shardings(tree.logical_axes(), tree, mesh))
